@@ -33,10 +33,11 @@ type ForeignNetwork struct {
 
 // RouteSync is the part of a SyncRouteInfoRequest the prober reads.
 type RouteSync struct {
-	PeerID   uint32
-	Peers    []RoutePeerInfo
-	Foreign  []ForeignNetwork
-	HasPeers bool
+	PeerID     uint32
+	Peers      []RoutePeerInfo
+	Foreign    []ForeignNetwork
+	HasPeers   bool
+	HasForeign bool // the push carried foreign_network_infos
 }
 
 // ParseRouteSync decodes a node's SyncRouteInfoRequest.
@@ -59,6 +60,7 @@ func ParseRouteSync(b []byte) (RouteSync, error) {
 				return err
 			})
 		case 6:
+			rs.HasForeign = true
 			return eachField(f.b, func(g field) error {
 				if g.num != 1 || g.typ != protowire.BytesType {
 					return nil

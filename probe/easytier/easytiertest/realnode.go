@@ -1,0 +1,239 @@
+package easytiertest
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// RequireEnv, when set to 1, turns a missing real node into a test failure.
+// CI sets it so the conformance tests can never be skipped silently.
+const RequireEnv = "NEO_REQUIRE_REAL_NODE"
+
+// PythonEnv names the Python interpreter that has easytier-pyo3 installed;
+// by default the repository's .venv is used.
+const PythonEnv = "NEO_EASYTIER_PYTHON"
+
+// RealConfig configures a real node.
+type RealConfig struct {
+	Port          int               `json:"port"` // tcp/udp; ws = +1, wss = +2
+	NetworkName   string            `json:"network_name"`
+	NetworkSecret string            `json:"network_secret"`
+	Hostname      string            `json:"hostname"`
+	Peers         []string          `json:"peers,omitempty"`
+	SecureMode    bool              `json:"secure_mode,omitempty"`
+	Flags         map[string]any    `json:"flags,omitempty"`
+	Extra         map[string]string `json:"-"`
+}
+
+// RealNode is a running EasyTier node from the easytier-pyo3 package.
+type RealNode struct {
+	PeerID    uint32   `json:"peer_id"`
+	Version   string   `json:"version"`
+	Listeners []string `json:"listeners"`
+	Hostname  string   `json:"hostname"`
+	Port      int      `json:"-"`
+
+	mu    sync.Mutex
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Scanner
+}
+
+// Python returns the interpreter to use, or "" if none has easytier-pyo3.
+func Python() string {
+	if p := os.Getenv(PythonEnv); p != "" {
+		return p
+	}
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..", "..")
+	p := filepath.Join(root, ".venv", "bin", "python")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return ""
+}
+
+// FreePortBlock finds a base port with base, base+1 and base+2 free on
+// loopback for both tcp and udp.
+func FreePortBlock(t testing.TB) int {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if base+2 > 65535 {
+			continue
+		}
+		ok := true
+		for p := base; p <= base+2 && ok; p++ {
+			tl, err1 := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			ul, err2 := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
+			ok = err1 == nil && err2 == nil
+			if tl != nil {
+				tl.Close()
+			}
+			if ul != nil {
+				ul.Close()
+			}
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free port block on loopback")
+	return 0
+}
+
+// StartReal starts a real node, or skips (fails when RequireEnv=1) if the
+// package is not installed. The node is stopped when the test ends.
+func StartReal(t testing.TB, cfg RealConfig) *RealNode {
+	t.Helper()
+	py := Python()
+	if py == "" {
+		if os.Getenv(RequireEnv) == "1" {
+			t.Fatalf("real EasyTier node required (%s=1) but no python with easytier-pyo3: set %s or run .ci/run", RequireEnv, PythonEnv)
+		}
+		t.Skipf("no real EasyTier node: create .venv with easytier-pyo3 (see README) or set %s", PythonEnv)
+	}
+	if cfg.Port == 0 {
+		cfg.Port = FreePortBlock(t)
+	}
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "etnode.py")
+	cmd := exec.Command(py, script)
+	cmd.Stderr = &testLogWriter{t: t}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting real node: %v", err)
+	}
+	n := &RealNode{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout), Port: cfg.Port}
+	n.out.Buffer(make([]byte, 1<<20), 16<<20)
+	t.Cleanup(n.Stop)
+	b, _ := json.Marshal(cfg)
+	if _, err := fmt.Fprintf(stdin, "%s\n", b); err != nil {
+		t.Fatal(err)
+	}
+	line, err := n.readLine(30 * time.Second)
+	if err != nil {
+		t.Fatalf("real node did not start: %v", err)
+	}
+	if err := json.Unmarshal(line, n); err != nil {
+		t.Fatalf("real node said %q: %v", line, err)
+	}
+	return n
+}
+
+func (n *RealNode) readLine(timeout time.Duration) ([]byte, error) {
+	ch := make(chan []byte, 1)
+	go func() {
+		if n.out.Scan() {
+			ch <- append([]byte(nil), n.out.Bytes()...)
+			return
+		}
+		close(ch)
+	}()
+	select {
+	case b, ok := <-ch:
+		if !ok {
+			return nil, fmt.Errorf("node process ended: %v", n.out.Err())
+		}
+		return b, nil
+	case <-time.After(timeout):
+		return nil, fmt.Errorf("no answer within %v", timeout)
+	}
+}
+
+// Query sends one harness command (peers, routes, summary, foreign, alive)
+// and decodes its JSON answer into v.
+func (n *RealNode) Query(cmd string, v any) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, err := fmt.Fprintf(n.stdin, "%s\n", cmd); err != nil {
+		return fmt.Errorf("sending %s: %w", cmd, err)
+	}
+	line, err := n.readLine(10 * time.Second)
+	if err != nil {
+		return fmt.Errorf("querying %s: %w", cmd, err)
+	}
+	return json.Unmarshal(line, v)
+}
+
+// Alive reports whether the node process is still running its node.
+func (n *RealNode) Alive() bool {
+	var st struct{ State string }
+	return n.Query("alive", &st) == nil && st.State == "Running"
+}
+
+// PeerIDs lists the peer ids the node currently has connections with.
+func (n *RealNode) PeerIDs() ([]uint32, error) {
+	var peers []map[string]any
+	if err := n.Query("peers", &peers); err != nil {
+		return nil, err
+	}
+	var ids []uint32
+	for _, p := range peers {
+		if v, ok := p["peer_id"].(float64); ok {
+			ids = append(ids, uint32(v))
+		}
+	}
+	return ids, nil
+}
+
+// URL gives the listener URL for a scheme on this node.
+func (n *RealNode) URL(scheme string) string {
+	switch scheme {
+	case "ws":
+		return fmt.Sprintf("ws://127.0.0.1:%d/", n.Port+1)
+	case "wss":
+		return fmt.Sprintf("wss://127.0.0.1:%d/", n.Port+2)
+	}
+	return fmt.Sprintf("%s://127.0.0.1:%d", scheme, n.Port)
+}
+
+// Stop stops the node and reaps its process.
+func (n *RealNode) Stop() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return
+	}
+	fmt.Fprintf(n.stdin, "stop\n")
+	n.stdin.Close()
+	done := make(chan struct{})
+	go func() { _ = n.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-done
+	}
+	n.cmd = nil
+}
+
+// testLogWriter forwards the node's stderr to the test log.
+type testLogWriter struct{ t testing.TB }
+
+func (w *testLogWriter) Write(p []byte) (int, error) {
+	w.t.Logf("node: %s", p)
+	return len(p), nil
+}

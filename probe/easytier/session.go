@@ -1,0 +1,462 @@
+package easytier
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/neouptime/neo-uptime-node/probe/easytier/wire"
+)
+
+// packetConn carries whole EasyTier packets (header + payload) over one
+// transport. read blocks until a packet arrives or the conn is closed.
+type packetConn interface {
+	write(pkt []byte) error
+	read() ([]byte, error)
+	close() // clean close (WS Close frame, TCP FIN); never blocks long
+}
+
+// inbound is one packet read by the reader goroutine, stamped on arrival.
+type inbound struct {
+	pkt []byte
+	at  time.Time
+	err error
+}
+
+// session is one probe's exchange on an established transport. It is
+// driven by run's single loop; a reader goroutine feeds it packets.
+type session struct {
+	pc     packetConn
+	opts   Options
+	obs    *Observation
+	myID   uint32
+	sessID uint64
+	txID   int64
+	digest [32]byte
+
+	in         chan inbound
+	readerDone chan struct{}
+
+	nodeID     uint32
+	replied    bool
+	sentAt     map[uint32]time.Time // outstanding pings by seq
+	nextSeq    uint32
+	merger     wire.Merger
+	keys       *wire.Keys
+	routeAsked bool
+	self       *wire.RoutePeerInfo   // the node's own route info, once seen
+	foreign    []wire.ForeignNetwork // accumulated foreign-network entries
+	gotForeign bool
+	cipher     string // the cipher that opened the node's pushes
+}
+
+func newSession(pc packetConn, opts Options, obs *Observation) *session {
+	var b [20]byte
+	_, _ = rand.Read(b[:])
+	s := &session{
+		pc:         pc,
+		opts:       opts,
+		obs:        obs,
+		myID:       binary.LittleEndian.Uint32(b[0:]) | 1, // non-zero
+		sessID:     binary.LittleEndian.Uint64(b[4:]),
+		txID:       int64(binary.LittleEndian.Uint64(b[12:]) >> 1),
+		digest:     wire.Digest(opts.NetworkName, opts.NetworkSecret),
+		in:         make(chan inbound, 64),
+		readerDone: make(chan struct{}),
+		sentAt:     map[uint32]time.Time{},
+	}
+	obs.PeerID = s.myID
+	go s.reader()
+	return s
+}
+
+// reader forwards packets until the conn fails or is closed. It stops
+// after the first error, and never blocks on a full channel once the
+// session has closed the conn (close drains in).
+func (s *session) reader() {
+	defer close(s.readerDone)
+	for {
+		pkt, err := s.pc.read()
+		s.in <- inbound{pkt: pkt, at: time.Now(), err: err}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// close ends the transport and waits for the reader goroutine to exit, so a
+// finished probe leaves nothing behind.
+func (s *session) close() {
+	s.pc.close()
+	for {
+		select {
+		case <-s.in:
+		case <-s.readerDone:
+			return
+		}
+	}
+}
+
+func (s *session) send(t wire.PacketType, to uint32, payload []byte) error {
+	return s.sendPacket(wire.AppendPacket(nil, s.myID, to, t, payload))
+}
+
+func (s *session) sendPacket(pkt []byte) error {
+	if err := wire.CheckOutbound(pkt); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnsafeSend, err)
+	}
+	if s.opts.OnSend != nil {
+		s.opts.OnSend(pkt)
+	}
+	return s.pc.write(pkt)
+}
+
+// run performs handshake, pings and route sync, filling s.obs.
+func (s *session) run(ctx context.Context) error {
+	obs := s.obs
+	obs.Stage = StageHandshake
+	hsStart := time.Now()
+	hs := wire.AppendHandshake(nil, s.myID, s.opts.NetworkName, s.digest)
+	if err := s.send(wire.TypeHandShake, 0, hs); err != nil {
+		return fmt.Errorf("sending handshake: %w", err)
+	}
+	hsDeadline := hsStart.Add(s.opts.HandshakeTimeout)
+	var (
+		acceptedAt   time.Time
+		nextPing     time.Time
+		routeDone    bool
+		routeUntil   time.Time
+		foreignUntil time.Time
+	)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := time.Now()
+		// Work out what is due and when the loop must next wake up.
+		wake := now.Add(time.Hour)
+		if !s.replied {
+			if !now.Before(hsDeadline) {
+				obs.Reason = ReasonHandshakeTimeout
+				return fmt.Errorf("waiting %v: %w", s.opts.HandshakeTimeout, ErrHandshakeTimeout)
+			}
+			wake = hsDeadline
+		} else {
+			for seq, at := range s.sentAt {
+				if exp := at.Add(s.opts.PingTimeout); !now.Before(exp) {
+					delete(s.sentAt, seq)
+					obs.Lost++
+				} else if exp.Before(wake) {
+					wake = exp
+				}
+			}
+			if obs.Sent < s.opts.Samples {
+				if !now.Before(nextPing) {
+					if err := s.ping(); err != nil {
+						return err
+					}
+					nextPing = now.Add(s.opts.Interval)
+				}
+				if obs.Sent < s.opts.Samples && nextPing.Before(wake) {
+					wake = nextPing
+				}
+			}
+			if !acceptedAt.IsZero() && !routeDone && !routeUntil.IsZero() {
+				until := routeUntil
+				if s.self != nil {
+					until = foreignUntil
+				}
+				switch {
+				case s.self == nil && !now.Before(routeUntil):
+					routeDone = true
+					if obs.NodeMissed == "" {
+						obs.NodeMissed = ReasonNoRouteInfo
+					}
+				case s.self != nil && (s.gotForeign || obs.Mode == "foreign" || !now.Before(foreignUntil)):
+					routeDone = true
+				case until.Before(wake):
+					wake = until
+				}
+			}
+			pingsDone := obs.Sent >= s.opts.Samples && len(s.sentAt) == 0
+			if pingsDone && (routeDone || acceptedAt.IsZero() || s.opts.RouteWait < 0) {
+				return s.verdict(acceptedAt)
+			}
+		}
+		timer.Reset(wake.Sub(now))
+		select {
+		case <-ctx.Done():
+			return s.ctxErr(ctx, acceptedAt)
+		case <-timer.C:
+			continue
+		case in := <-s.in:
+			if in.err != nil {
+				return s.readErr(in.err, acceptedAt)
+			}
+			if s.opts.OnRecv != nil {
+				s.opts.OnRecv(in.pkt)
+			}
+			accepted, err := s.handle(in, hsStart)
+			if err != nil {
+				return err
+			}
+			if accepted && acceptedAt.IsZero() {
+				acceptedAt = in.at
+				if s.opts.RouteWait > 0 {
+					routeUntil = in.at.Add(s.opts.RouteWait)
+					foreignUntil = in.at.Add(max(s.opts.RouteWait, s.opts.ForeignWait))
+					if err := s.askRoute(); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+}
+
+func (s *session) ping() error {
+	seq := s.nextSeq
+	s.nextSeq++
+	s.obs.Sent++
+	s.sentAt[seq] = time.Now()
+	if err := s.send(wire.TypePing, s.nodeID, wire.PingPayload(seq)); err != nil {
+		return fmt.Errorf("sending ping %d: %w", seq, err)
+	}
+	return nil
+}
+
+func (s *session) askRoute() error {
+	s.routeAsked = true
+	s.txID++
+	req := wire.AppendRouteSyncRequest(nil, s.myID, s.nodeID, s.txID, s.opts.NetworkName, s.sessID)
+	if err := s.send(wire.TypeRPCReq, s.nodeID, req); err != nil {
+		return fmt.Errorf("sending route sync: %w", err)
+	}
+	return nil
+}
+
+// handle processes one packet. It reports whether the packet showed that
+// the node accepted us.
+func (s *session) handle(in inbound, hsStart time.Time) (accepted bool, err error) {
+	h, payload, err := wire.ParsePacket(in.pkt)
+	if err != nil {
+		s.obs.Reason = ReasonBadFrame
+		return false, fmt.Errorf("reading packet: %w", err)
+	}
+	if !s.replied {
+		switch h.Type {
+		case wire.TypeHandShake:
+			return false, s.handleReply(payload, in.at.Sub(hsStart))
+		case wire.TypePing, wire.TypePong, wire.TypeRPCReq, wire.TypeRPCResp, wire.TypeData:
+			return false, nil // EasyTier's client skips these while waiting
+		default:
+			s.obs.Reason = ReasonUnexpectedFirstReply
+			return false, fmt.Errorf("packet type %d: %w", h.Type, ErrUnexpectedPacket)
+		}
+	}
+	switch h.Type {
+	case wire.TypePing:
+		pong, err := wire.PongFor(in.pkt)
+		if err != nil {
+			return false, nil // never echo a short ping
+		}
+		if err := s.sendPacket(pong); err != nil {
+			return false, fmt.Errorf("answering ping: %w", err)
+		}
+		return true, nil
+	case wire.TypePong:
+		seq, err := wire.PingSeq(payload)
+		if err != nil {
+			return false, nil
+		}
+		at, ok := s.sentAt[seq]
+		if !ok {
+			return false, nil // late or duplicate
+		}
+		delete(s.sentAt, seq)
+		s.obs.SamplesUS = append(s.obs.SamplesUS, in.at.Sub(at).Microseconds())
+		return true, nil
+	case wire.TypeRPCReq, wire.TypeRPCResp:
+		s.handleRPC(h, payload)
+		return false, nil
+	}
+	return false, nil // data, kcp, quic, noise relays: not for us
+}
+
+func (s *session) handleReply(payload []byte, took time.Duration) error {
+	obs := s.obs
+	reply, err := wire.ParseHandshake(payload)
+	if err != nil {
+		obs.Reason = ReasonBadFrame
+		return err
+	}
+	s.replied = true
+	obs.Timings.Handshake = took
+	obs.Stage = StagePing
+	s.nodeID, obs.NodePeerID, obs.NodeNetwork = reply.PeerID, reply.PeerID, reply.NetworkName
+	if reply.PeerID == s.myID {
+		obs.Reason = ReasonPeerIDConflict
+		return ErrPeerIDConflict
+	}
+	if reply.NetworkName != s.opts.NetworkName {
+		obs.Mode = "foreign"
+		return nil
+	}
+	obs.Mode = "same"
+	if string(reply.Digest) != string(s.digest[:]) {
+		obs.Reason = ReasonWrongSecret
+		return ErrWrongSecret
+	}
+	return nil
+}
+
+// handleRPC answers the node's route pushes and collects its own route
+// info and its foreign-network table, which may come in separate pushes.
+func (s *session) handleRPC(h wire.Header, payload []byte) {
+	if h.Flags&wire.FlagEncrypted != 0 {
+		if s.keys == nil {
+			s.keys = wire.NewKeys(s.opts.NetworkSecret)
+		}
+		pt, name, err := s.keys.Open(payload, looksLikeRPC)
+		if err != nil {
+			if s.self == nil {
+				s.obs.NodeMissed = ReasonDecryptFailed
+			}
+			return
+		}
+		payload, s.cipher = pt, name
+	}
+	p, err := wire.ParseRPCPacket(payload)
+	if err != nil {
+		return
+	}
+	whole, done, err := s.merger.Add(p)
+	if err != nil || !done {
+		return
+	}
+	if !whole.IsRequest {
+		if _, hasErr, err := wire.RPCResponseResult(whole.Body); err == nil && hasErr {
+			s.obs.NodeMissed = ReasonRouteRPCError
+		}
+		return
+	}
+	if !whole.Descriptor.IsRouteSync() {
+		return // other services: let the caller time out
+	}
+	if err := wire.CheckCompression(whole); err != nil {
+		s.obs.NodeMissed = ReasonCompressedRouteInfo
+		return
+	}
+	// Acknowledge so the node does not retry; plaintext is accepted.
+	_ = s.sendPacket(wire.AppendPacket(nil, s.myID, s.nodeID, wire.TypeRPCResp,
+		wire.AppendRouteSyncResponse(nil, s.myID, s.nodeID, whole, s.sessID)))
+	inner, err := wire.RPCRequestInner(whole.Body)
+	if err != nil {
+		return
+	}
+	rs, err := wire.ParseRouteSync(inner)
+	if err != nil {
+		return
+	}
+	for i := range rs.Peers {
+		if rs.Peers[i].PeerID == s.nodeID {
+			s.self = &rs.Peers[i]
+		}
+	}
+	if rs.HasForeign {
+		s.gotForeign = true
+		s.foreign = append(s.foreign, rs.Foreign...)
+	}
+	if s.self == nil {
+		if rs.HasPeers {
+			s.obs.NodeMissed = ReasonRouteSelfMissing
+		}
+		return
+	}
+	total, withPeers := wire.NetworkCount(s.foreign, s.nodeID)
+	s.obs.Node = &NodeInfo{
+		Version:          s.self.SoftwareVersion(),
+		FullVersion:      s.self.EasyTierVersion,
+		Hostname:         s.self.Hostname,
+		IsPublicServer:   s.self.IsPublicServer,
+		ForeignKnown:     s.gotForeign,
+		ForeignNetworks:  total,
+		ForeignWithPeers: withPeers,
+		Cipher:           s.cipher,
+	}
+	s.obs.NodeMissed = ""
+}
+
+// looksLikeRPC validates an XOR trial decryption.
+func looksLikeRPC(b []byte) bool {
+	p, err := wire.ParseRPCPacket(b)
+	return err == nil && (p.TotalPieces > 0 || p.HasDescriptor) && p.PieceIdx <= p.TotalPieces
+}
+
+func (s *session) verdict(acceptedAt time.Time) error {
+	if len(s.obs.SamplesUS) > 0 {
+		s.obs.Accepted = true
+		return nil
+	}
+	s.obs.Accepted = !acceptedAt.IsZero()
+	if acceptedAt.IsZero() && s.obs.Mode == "same" {
+		// Right secret, yet not a single packet after the reply: over udp
+		// this is how a secure-mode node refuses a legacy peer (over
+		// tcp/ws it closes instead, see readErr).
+		s.obs.Reason = ReasonSecureModeRequired
+		return fmt.Errorf("%w: silent after the handshake reply", ErrSecureModeRequired)
+	}
+	s.obs.Reason = ReasonNoPong
+	return fmt.Errorf("%d pings: %w", s.obs.Sent, ErrNoPong)
+}
+
+// readErr turns a transport read error into the probe's outcome.
+func (s *session) readErr(err error, acceptedAt time.Time) error {
+	closed := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed) || errors.Is(err, errPeerClosed)
+	switch {
+	case !closed:
+		if s.obs.Reason == "" {
+			s.obs.Reason = ReasonBadFrame
+		}
+		return fmt.Errorf("reading from node: %w", err)
+	case !s.replied:
+		s.obs.Reason = ReasonClosedBeforeReply
+		return fmt.Errorf("%w: %w", ErrClosedBeforeReply, err)
+	case len(s.obs.SamplesUS) > 0:
+		// The node hung up after answering: the sample stands.
+		s.obs.Accepted = true
+		s.obs.Lost += len(s.sentAt)
+		clear(s.sentAt)
+		return nil
+	case acceptedAt.IsZero() && s.obs.Mode == "same":
+		// Same network, right secret, closed before any ping: the node's
+		// secure mode refuses legacy same-network peers this way.
+		s.obs.Reason = ReasonSecureModeRequired
+		return fmt.Errorf("%w: %w", ErrSecureModeRequired, err)
+	default:
+		s.obs.Reason = ReasonRejected
+		return fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+}
+
+func (s *session) ctxErr(ctx context.Context, acceptedAt time.Time) error {
+	if len(s.obs.SamplesUS) > 0 {
+		// Out of time but measured: report what we have.
+		s.obs.Accepted = true
+		s.obs.Lost += len(s.sentAt)
+		clear(s.sentAt)
+		return nil
+	}
+	if !s.replied {
+		s.obs.Reason = ReasonHandshakeTimeout
+		return fmt.Errorf("waiting for handshake reply: %w", ctx.Err())
+	}
+	s.obs.Reason = ReasonNoPong
+	return fmt.Errorf("waiting for pong: %w: %w", ErrNoPong, ctx.Err())
+}

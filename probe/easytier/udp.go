@@ -1,0 +1,113 @@
+package easytier
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/neouptime/neo-uptime-node/probe/easytier/wire"
+)
+
+// udpConn is EasyTier's UDP tunnel: a SYN/SACK exchange, then one
+// datagram per packet behind an 8-byte header carrying our conn_id.
+type udpConn struct {
+	c      *net.UDPConn
+	connID uint32
+	buf    []byte
+	rbuf   []byte
+}
+
+// synResend is how often the SYN is repeated while waiting for the SACK.
+// A node keyed by source address simply recreates the session.
+const synResend = 500 * time.Millisecond
+
+// dialUDP opens a connected UDP socket (so ICMP port-unreachable surfaces as
+// ECONNREFUSED) and performs the SYN/SACK exchange, timed as "connect".
+func dialUDP(ctx context.Context, addrs []netip.Addr, port int, obs *Observation) (packetConn, error) {
+	obs.Stage = StageConnect
+	addr := netip.AddrPortFrom(addrs[0], uint16(port))
+	obs.Address = addr.String()
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		return nil, fmt.Errorf("dialing %s: %w", addr, err)
+	}
+	var r [12]byte
+	_, _ = rand.Read(r[:])
+	u := &udpConn{c: c, connID: binary.LittleEndian.Uint32(r[:]), rbuf: make([]byte, 65536)}
+	magic := binary.LittleEndian.Uint64(r[4:])
+	syn := wire.AppendUDPSyn(nil, u.connID, magic)
+	start := time.Now()
+	limit := start.Add(3 * time.Second) // EasyTier's own SACK wait
+	if dl, ok := ctx.Deadline(); ok && dl.Before(limit) {
+		limit = dl
+	}
+	for {
+		if _, err := c.Write(syn); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("sending syn to %s: %w", addr, err)
+		}
+		wait := time.Now().Add(synResend)
+		if limit.Before(wait) {
+			wait = limit
+		}
+		_ = c.SetReadDeadline(wait)
+		for {
+			n, err := c.Read(u.rbuf)
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					break
+				}
+				c.Close()
+				return nil, fmt.Errorf("waiting for sack from %s: %w", addr, err)
+			}
+			if wire.IsSack(u.rbuf[:n], u.connID, magic) {
+				obs.Timings.Connect = time.Since(start)
+				if dl, ok := ctx.Deadline(); ok {
+					_ = c.SetDeadline(dl)
+				} else {
+					_ = c.SetDeadline(time.Time{})
+				}
+				return u, nil
+			}
+		}
+		if !time.Now().Before(limit) || ctx.Err() != nil {
+			c.Close()
+			obs.Timings.Connect = time.Since(start)
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("waiting for sack from %s: %w", addr, ctx.Err())
+			}
+			return nil, fmt.Errorf("waiting for sack from %s: %w: %w", addr, ErrSackTimeout, os.ErrDeadlineExceeded)
+		}
+	}
+}
+
+func (u *udpConn) write(pkt []byte) error {
+	u.buf = wire.AppendUDP(u.buf[:0], u.connID, wire.UDPData, pkt)
+	_, err := u.c.Write(u.buf)
+	return err
+}
+
+// read returns the next data packet of our connection, skipping datagrams
+// that are not ours or not well formed, as a node does.
+func (u *udpConn) read() ([]byte, error) {
+	for {
+		n, err := u.c.Read(u.rbuf)
+		if err != nil {
+			return nil, err
+		}
+		id, t, body, err := wire.ParseUDP(u.rbuf[:n])
+		if err != nil || id != u.connID || t != wire.UDPData || len(body) < wire.HeaderLen {
+			continue
+		}
+		return append([]byte(nil), body...), nil
+	}
+}
+
+func (u *udpConn) close() { _ = u.c.Close() }
