@@ -1,0 +1,164 @@
+package easytier_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/neouptime/neo-uptime-node/probe"
+	"github.com/neouptime/neo-uptime-node/probe/easytier"
+	"github.com/neouptime/neo-uptime-node/probe/easytier/easytiertest"
+	"github.com/neouptime/neo-uptime-node/probe/easytier/wire"
+)
+
+// openFDs counts this process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(ents)
+}
+
+// probeGoroutines lists goroutines still running prober code.
+func probeGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var left []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "probe/easytier.(*session)") || strings.Contains(g, "probe/easytier.dial") ||
+			strings.Contains(g, "probe/easytier.(*tcpConn)") || strings.Contains(g, "probe/easytier.(*udpConn)") ||
+			strings.Contains(g, "probe/easytier.(*wsConn)") {
+			left = append(left, g)
+		}
+	}
+	return left
+}
+
+// assertNoLeaks waits briefly for cleanup, then fails if the probe left a
+// goroutine or a descriptor behind.
+func assertNoLeaks(t *testing.T, fdsBefore int) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		g, fds := probeGoroutines(), openFDs(t)
+		if len(g) == 0 && fds <= fdsBefore {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leaked after probe: %d goroutines, fds %d > %d\n%s", len(g), fds, fdsBefore, strings.Join(g, "\n\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestProbe_FakeNodeFaults(t *testing.T) {
+	type want struct {
+		class  probe.Class
+		reason string
+	}
+	cases := []struct {
+		behavior   easytiertest.Behavior
+		name       string
+		transports []string
+		want       want
+	}{
+		{easytiertest.Healthy, "healthy", []string{"tcp", "udp", "ws"}, want{probe.ClassOK, easytier.ReasonOK}},
+		{easytiertest.AcceptSilence, "accept_silence", []string{"tcp", "ws"}, want{probe.ClassTimeout, easytier.ReasonHandshakeTimeout}},
+		{easytiertest.AcceptSilence, "blackhole", []string{"udp"}, want{probe.ClassTimeout, ""}},
+		{easytiertest.Reset, "reset", []string{"tcp", "ws"}, want{probe.ClassProtocol, ""}},
+		{easytiertest.Garbage, "garbage", []string{"tcp"}, want{probe.ClassProtocol, ""}},
+		{easytiertest.Garbage, "garbage", []string{"ws"}, want{probe.ClassProtocol, ""}},
+		// Like a node, the udp reader drops datagrams that are not well formed.
+		{easytiertest.Garbage, "garbage", []string{"udp"}, want{probe.ClassTimeout, easytier.ReasonHandshakeTimeout}},
+		{easytiertest.FrameTooShort, "frame_too_short", []string{"tcp"}, want{probe.ClassProtocol, easytier.ReasonBadFrame}},
+		{easytiertest.FrameTooLong, "frame_too_long", []string{"tcp"}, want{probe.ClassProtocol, easytier.ReasonBadFrame}},
+		{easytiertest.SlowDrip, "slow_drip", []string{"tcp"}, want{probe.ClassTimeout, easytier.ReasonHandshakeTimeout}},
+		{easytiertest.WrongSecret, "wrong_secret", []string{"tcp", "udp", "ws"}, want{probe.ClassProtocol, easytier.ReasonWrongSecret}},
+		{easytiertest.CloseAfterHandshake, "close_after_handshake", []string{"tcp", "ws"}, want{probe.ClassProtocol, easytier.ReasonSecureModeRequired}},
+		{easytiertest.NoPong, "no_pong", []string{"tcp", "ws"}, want{probe.ClassProtocol, easytier.ReasonSecureModeRequired}},
+		{easytiertest.UnknownTypes, "unknown_types", []string{"tcp", "udp", "ws"}, want{probe.ClassOK, easytier.ReasonOK}},
+		{easytiertest.HugeRoute, "huge_route", []string{"tcp", "udp", "ws"}, want{probe.ClassOK, easytier.ReasonOK}},
+		{easytiertest.TextMessage, "text_message", []string{"ws"}, want{probe.ClassProtocol, easytier.ReasonBadFrame}},
+	}
+	for _, tc := range cases {
+		for _, tr := range tc.transports {
+			t.Run(tc.name+"/"+tr, func(t *testing.T) {
+				f, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n", NetworkSecret: "s", Behavior: tc.behavior, Foreign: []string{"a", "b"}, Encrypt: wire.CipherAES128GCM})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				url := map[string]string{"tcp": f.TCPURL(), "udp": f.UDPURL(), "ws": f.WSURL()}[tr]
+				fds := openFDs(t)
+				const budget = 2500 * time.Millisecond
+				ctx, cancel := context.WithTimeout(context.Background(), budget)
+				defer cancel()
+				start := time.Now()
+				obs, err := easytier.Probe(ctx, url, easytier.Options{NetworkName: "n", NetworkSecret: "s", Samples: 3, Interval: 50 * time.Millisecond, PingTimeout: 500 * time.Millisecond, HandshakeTimeout: 2 * time.Second})
+				took := time.Since(start)
+				if took > budget+250*time.Millisecond {
+					t.Errorf("probe took %v, beyond its %v deadline", took, budget)
+				}
+				if got := probe.Classify(err); got != tc.want.class {
+					t.Errorf("Classify(%v) = %s, want %s", err, got, tc.want.class)
+				}
+				if tc.want.reason != "" && obs.Reason != tc.want.reason {
+					t.Errorf("reason = %q, want %q (err %v)", obs.Reason, tc.want.reason, err)
+				}
+				if tc.want.class == probe.ClassOK {
+					if obs.Node == nil || obs.Node.Hostname != "fake-node" || obs.Node.ForeignNetworks != 2 {
+						t.Errorf("node info = %+v (%s), want fake-node with 2 foreign networks", obs.Node, obs.NodeMissed)
+					}
+					if len(obs.SamplesUS) != 3 {
+						t.Errorf("samples = %v, want 3", obs.SamplesUS)
+					}
+				}
+				assertNoLeaks(t, fds)
+			})
+		}
+	}
+}
+
+func TestProbe_RefusedAndUnsupported(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	port := easytiertest.FreePortBlock(t)
+	for _, tc := range []struct {
+		url  string
+		want probe.Class
+		err  error
+	}{
+		{"tcp://127.0.0.1:" + itoa(port), probe.ClassRefused, nil},
+		{"ws://127.0.0.1:" + itoa(port) + "/", probe.ClassRefused, nil},
+		{"udp://127.0.0.1:" + itoa(port), probe.ClassRefused, nil},
+		{"quic://127.0.0.1:11012", probe.ClassProtocol, easytier.ErrUnsupportedProtocol},
+		{"wg://127.0.0.1:11011", probe.ClassProtocol, easytier.ErrUnsupportedProtocol},
+		{"faketcp://127.0.0.1:11013", probe.ClassProtocol, easytier.ErrUnsupportedProtocol},
+		{"tcp://name.invalid:11010", probe.ClassDNS, nil},
+		{"tcp://127.0.0.1:99999", probe.ClassProtocol, easytier.ErrBadTarget},
+	} {
+		fds := openFDs(t)
+		start := time.Now()
+		_, err := easytier.Probe(ctx, tc.url, easytier.Options{})
+		if got := probe.Classify(err); got != tc.want {
+			t.Errorf("Classify(Probe(%s) = %v) = %s, want %s", tc.url, err, got, tc.want)
+		}
+		if tc.err != nil && !errors.Is(err, tc.err) {
+			t.Errorf("Probe(%s) = %v, want %v", tc.url, err, tc.err)
+		}
+		if tc.err != nil && time.Since(start) > 50*time.Millisecond {
+			t.Errorf("Probe(%s) took %v, want an immediate answer", tc.url, time.Since(start))
+		}
+		assertNoLeaks(t, fds)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
