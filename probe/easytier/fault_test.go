@@ -161,4 +161,3 @@ func TestProbe_RefusedAndUnsupported(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-

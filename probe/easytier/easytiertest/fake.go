@@ -22,19 +22,19 @@ type Behavior int
 
 // Behaviours of the fake node.
 const (
-	Healthy           Behavior = iota // full exchange, route push included
-	AcceptSilence                     // accept, never send anything (tcp/ws); no SACK (udp)
-	Reset                             // accept, then reset the connection
-	Garbage                           // answer with random-looking bytes
-	FrameTooShort                     // tcp frame length 4
-	FrameTooLong                      // tcp frame length 5000
-	SlowDrip                          // the handshake reply one byte every 200ms
-	WrongSecret                       // reply with a zero digest, then close
-	CloseAfterHandshake               // valid reply, then close
-	NoPong                            // valid reply, then silence
-	UnknownTypes                      // healthy, with unknown packet types mixed in
-	HugeRoute                         // healthy, route push split into 40 pieces
-	TextMessage                       // ws only: a text message instead of the reply
+	Healthy             Behavior = iota // full exchange, route push included
+	AcceptSilence                       // accept, never send anything (tcp/ws); no SACK (udp)
+	Reset                               // accept, then reset the connection
+	Garbage                             // answer with random-looking bytes
+	FrameTooShort                       // tcp frame length 4
+	FrameTooLong                        // tcp frame length 5000
+	SlowDrip                            // the handshake reply one byte every 200ms
+	WrongSecret                         // reply with a zero digest, then close
+	CloseAfterHandshake                 // valid reply, then close
+	NoPong                              // valid reply, then silence
+	UnknownTypes                        // healthy, with unknown packet types mixed in
+	HugeRoute                           // healthy, route push split into 40 pieces
+	TextMessage                         // ws only: a text message instead of the reply
 )
 
 // Fake is a fake EasyTier node on loopback speaking tcp, udp and ws.

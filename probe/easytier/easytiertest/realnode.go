@@ -67,10 +67,19 @@ func Python() string {
 // loopback for both tcp and udp.
 func FreePortBlock(t testing.TB) int {
 	t.Helper()
+	p, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// FreePort is FreePortBlock outside tests.
+func FreePort() (int, error) {
 	for i := 0; i < 50; i++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			return 0, err
 		}
 		base := l.Addr().(*net.TCPAddr).Port
 		l.Close()
@@ -90,11 +99,10 @@ func FreePortBlock(t testing.TB) int {
 			}
 		}
 		if ok {
-			return base
+			return base, nil
 		}
 	}
-	t.Fatal("no free port block on loopback")
-	return 0
+	return 0, fmt.Errorf("no free port block on loopback")
 }
 
 // StartReal starts a real node, or skips (fails when RequireEnv=1) if the
@@ -111,36 +119,51 @@ func StartReal(t testing.TB, cfg RealConfig) *RealNode {
 	if cfg.Port == 0 {
 		cfg.Port = FreePortBlock(t)
 	}
-	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "etnode.py")
-	cmd := exec.Command(py, script)
-	cmd.Stderr = &testLogWriter{t: t}
-	stdin, err := cmd.StdinPipe()
+	n, err := StartRealProcess(py, cfg, &testLogWriter{t: t})
+	if n != nil {
+		t.Cleanup(n.Stop)
+	}
 	if err != nil {
 		t.Fatal(err)
+	}
+	return n
+}
+
+// StartRealProcess starts a real node with the given interpreter; its
+// stderr goes to logw. Call Stop when done.
+func StartRealProcess(py string, cfg RealConfig, logw io.Writer) (*RealNode, error) {
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "etnode.py")
+	if _, err := os.Stat(script); err != nil {
+		script = filepath.Join("probe", "easytier", "easytiertest", "etnode.py")
+	}
+	cmd := exec.Command(py, script)
+	cmd.Stderr = logw
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting real node: %v", err)
+		return nil, fmt.Errorf("starting real node: %w", err)
 	}
 	n := &RealNode{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout), Port: cfg.Port}
 	n.out.Buffer(make([]byte, 1<<20), 16<<20)
-	t.Cleanup(n.Stop)
 	b, _ := json.Marshal(cfg)
 	if _, err := fmt.Fprintf(stdin, "%s\n", b); err != nil {
-		t.Fatal(err)
+		return n, err
 	}
 	line, err := n.readLine(30 * time.Second)
 	if err != nil {
-		t.Fatalf("real node did not start: %v", err)
+		return n, fmt.Errorf("real node did not start: %w", err)
 	}
 	if err := json.Unmarshal(line, n); err != nil {
-		t.Fatalf("real node said %q: %v", line, err)
+		return n, fmt.Errorf("real node said %q: %w", line, err)
 	}
-	return n
+	return n, nil
 }
 
 func (n *RealNode) readLine(timeout time.Duration) ([]byte, error) {

@@ -1,0 +1,313 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// Errors callers can test for.
+var (
+	ErrBodyTooLarge  = errors.New("response body too large")
+	ErrBadEnvelope   = errors.New("response is not a backend envelope")
+	ErrCrossRedirect = errors.New("refusing redirect to another host")
+)
+
+// HTTPError is a non-success answer from the backend.
+type HTTPError struct {
+	Op      string // "fetching peers", "reporting peer 7"
+	Status  int    // HTTP status
+	Code    int    // envelope code, when there was one
+	Message string // envelope message, truncated
+}
+
+func (e *HTTPError) Error() string {
+	if e.Code != 0 && e.Code != 200 && e.Status/100 == 2 {
+		return fmt.Sprintf("%s: backend answered code %d: %s", e.Op, e.Code, e.Message)
+	}
+	if e.Message != "" {
+		return fmt.Sprintf("%s: http %d: %s", e.Op, e.Status, e.Message)
+	}
+	return fmt.Sprintf("%s: http %d", e.Op, e.Status)
+}
+
+// Retryable reports whether another attempt may succeed.
+func (e *HTTPError) Retryable() bool {
+	return e.Status >= 500 || e.Status == http.StatusRequestTimeout || e.Status == http.StatusTooManyRequests
+}
+
+// Options configure a Client.
+type Options struct {
+	BaseURL   string
+	APIKey    string
+	UserAgent string // default "neo-uptime-node/dev"
+	CAFile    string // extra CA bundle for the backend's certificate
+	// MaxBody caps every response body; default 4 MiB.
+	MaxBody int64
+	// AttemptTimeout bounds one HTTP attempt; default 10s.
+	AttemptTimeout time.Duration
+	// MaxElapsed bounds retries of one call (the context bounds it too);
+	// default 30s.
+	MaxElapsed time.Duration
+	// Conns is the keep-alive pool size per host; default 16.
+	Conns int
+	// Transport overrides the HTTP transport (tests).
+	Transport http.RoundTripper
+}
+
+// Client talks to the backend. It is safe for concurrent use.
+type Client struct {
+	base    *url.URL
+	apiKey  string
+	ua      string
+	maxBody int64
+	attempt time.Duration
+	elapsed time.Duration
+	hc      *http.Client
+}
+
+// New validates opts and builds a client with a keep-alive pool.
+func New(opts Options) (*Client, error) {
+	u, err := url.Parse(opts.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("backend base url %q: want http(s)://host[/prefix]", opts.BaseURL)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("backend base url: no credentials, query or fragment allowed")
+	}
+	c := &Client{base: u, apiKey: opts.APIKey, ua: opts.UserAgent, maxBody: opts.MaxBody,
+		attempt: opts.AttemptTimeout, elapsed: opts.MaxElapsed}
+	if c.ua == "" {
+		c.ua = "neo-uptime-node/dev"
+	}
+	if c.maxBody <= 0 {
+		c.maxBody = 4 << 20
+	}
+	if c.attempt <= 0 {
+		c.attempt = 10 * time.Second
+	}
+	if c.elapsed <= 0 {
+		c.elapsed = 30 * time.Second
+	}
+	rt := opts.Transport
+	if rt == nil {
+		conns := opts.Conns
+		if conns <= 0 {
+			conns = 16
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = conns
+		tr.MaxConnsPerHost = conns
+		tr.Proxy = http.ProxyFromEnvironment
+		tr.ForceAttemptHTTP2 = true
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		if opts.CAFile != "" {
+			pem, err := os.ReadFile(opts.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("reading backend ca file: %w", err)
+			}
+			pool, err := x509.SystemCertPool()
+			if err != nil || pool == nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("backend ca file %s holds no PEM certificate", opts.CAFile)
+			}
+			tr.TLSClientConfig.RootCAs = pool
+		}
+		rt = tr
+	}
+	c.hc = &http.Client{Transport: rt, CheckRedirect: c.checkRedirect}
+	return c, nil
+}
+
+// checkRedirect follows at most 3 redirects, and only on the same host:
+// the API key must never reach another server.
+func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 3 {
+		return fmt.Errorf("stopped after %d redirects", len(via))
+	}
+	if req.URL.Host != via[0].URL.Host || (via[0].URL.Scheme == "https" && req.URL.Scheme != "https") {
+		return fmt.Errorf("%w: %s", ErrCrossRedirect, req.URL.Host)
+	}
+	return nil
+}
+
+// endpoint joins the base URL's path with p ("peers", "nodes/status").
+func (c *Client) endpoint(p string, q url.Values) string {
+	u := *c.base
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + p
+	u.RawPath = ""
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// envelope is every response body's shape.
+type envelope struct {
+	Code    *int            `json:"code"`
+	Message string          `json:"message"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// retryAfter carries a server's Retry-After into the backoff schedule.
+type retryAfter struct {
+	backoff.BackOff
+	next time.Duration
+}
+
+func (r *retryAfter) NextBackOff() time.Duration {
+	d := r.BackOff.NextBackOff()
+	if r.next > 0 && d != backoff.Stop {
+		d, r.next = max(d, r.next), 0
+	}
+	return d
+}
+
+// do runs one call with retries; it returns the envelope's data.
+func (c *Client) do(ctx context.Context, op, method, target string, body []byte) (json.RawMessage, error) {
+	eb := backoff.NewExponentialBackOff()
+	eb.InitialInterval = 200 * time.Millisecond
+	eb.MaxInterval = 5 * time.Second
+	eb.MaxElapsedTime = c.elapsed
+	ra := &retryAfter{BackOff: eb}
+	var data json.RawMessage
+	operation := func() error {
+		d, wait, err := c.once(ctx, op, method, target, body)
+		data, ra.next = d, wait
+		return err
+	}
+	err := backoff.Retry(operation, backoff.WithContext(ra, ctx))
+	return data, err
+}
+
+// once makes one attempt. A returned error wrapped in backoff.Permanent is
+// not retried; wait is the server's Retry-After, if any.
+func (c *Client) once(ctx context.Context, op, method, target string, body []byte) (json.RawMessage, time.Duration, error) {
+	actx, cancel := context.WithTimeout(ctx, c.attempt)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(actx, method, target, rd)
+	if err != nil {
+		return nil, 0, backoff.Permanent(fmt.Errorf("%s: %w", op, err))
+	}
+	req.Header.Set("x-api-key", c.apiKey)
+	req.Header.Set("User-Agent", c.ua)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if errors.Is(err, ErrCrossRedirect) {
+			return nil, 0, backoff.Permanent(fmt.Errorf("%s: %w", op, err))
+		}
+		return nil, 0, fmt.Errorf("%s: %w", op, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: reading response: %w", op, err)
+	}
+	if int64(len(raw)) > c.maxBody {
+		return nil, 0, backoff.Permanent(fmt.Errorf("%s: %w (over %d bytes)", op, ErrBodyTooLarge, c.maxBody))
+	}
+	var env envelope
+	envErr := json.Unmarshal(raw, &env)
+	if resp.StatusCode/100 != 2 {
+		he := &HTTPError{Op: op, Status: resp.StatusCode}
+		if envErr == nil {
+			he.Message = truncate(env.Message)
+		}
+		if he.Retryable() {
+			return nil, parseRetryAfter(resp.Header.Get("Retry-After")), he
+		}
+		return nil, 0, backoff.Permanent(he)
+	}
+	if envErr != nil || env.Code == nil {
+		return nil, 0, backoff.Permanent(fmt.Errorf("%s: %w", op, ErrBadEnvelope))
+	}
+	if *env.Code != 200 {
+		return nil, 0, backoff.Permanent(&HTTPError{Op: op, Status: resp.StatusCode, Code: *env.Code, Message: truncate(env.Message)})
+	}
+	return env.Data, 0, nil
+}
+
+// parseRetryAfter reads delta-seconds or an HTTP date; at most 5 minutes.
+func parseRetryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 && !math.IsInf(s, 0) {
+		return min(time.Duration(s*float64(time.Second)), 5*time.Minute)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(time.Until(t), 0), 5*time.Minute)
+	}
+	return 0
+}
+
+// ListTargets fetches the peers to monitor for region ("" for all). It
+// returns the valid peers and a warning per skipped one.
+func (c *Client) ListTargets(ctx context.Context, region string) ([]Peer, []string, error) {
+	q := url.Values{}
+	if region != "" {
+		q.Set("region", region)
+	}
+	data, err := c.do(ctx, "fetching peers", http.MethodGet, c.endpoint("peers", q), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return parsePeers(data)
+}
+
+// Status is one peer's report.
+type Status struct {
+	ID           int64  `json:"id"`
+	Status       string `json:"status"` // "online" or "offline"
+	ResponseTime int64  `json:"response_time"`
+	PeerCount    int    `json:"peer_count"`
+}
+
+// Submit reports one peer's status.
+func (c *Client) Submit(ctx context.Context, s Status) error {
+	body, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	_, err = c.do(ctx, "reporting peer "+strconv.FormatInt(s.ID, 10), http.MethodPut, c.endpoint("nodes/status", nil), body)
+	return err
+}
+
+// ResponseTimeMS turns EasyTier's microsecond figure into the backend's
+// milliseconds: rounded, and at least 1 for an online peer.
+func ResponseTimeMS(us int64) int64 {
+	ms := (us + 500) / 1000
+	if ms < 1 {
+		ms = 1
+	}
+	return ms
+}
+
+// IsNetError reports whether err is a transport-level failure.
+func IsNetError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne)
+}

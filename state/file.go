@@ -1,0 +1,178 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// FileStore keeps the state in one JSON file. Every write goes to a temp
+// file in the same directory, is fsynced, renamed over the old file and the
+// directory fsynced, so a crash at any instant leaves the old or the new
+// file, never a torn one. A sidecar "<path>.lock" file, held with flock for
+// the few microseconds of each read-modify-write, serialises processes.
+type FileStore struct {
+	Path string
+	Now  func() time.Time // default time.Now
+}
+
+var _ interface {
+	Acquire(context.Context, string, time.Duration) error
+	Release(context.Context, string) error
+	Load(context.Context) (*State, error)
+	Save(context.Context, string, *State) error
+} = (*FileStore)(nil)
+
+func (f *FileStore) now() time.Time {
+	if f.Now != nil {
+		return f.Now()
+	}
+	return time.Now()
+}
+
+// locked runs fn while holding the sidecar lock.
+func (f *FileStore) locked(ctx context.Context, fn func() error) error {
+	lf, err := os.OpenFile(f.Path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening lock file: %w", err)
+	}
+	defer lf.Close()
+	for {
+		err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return fmt.Errorf("locking %s: %w", f.Path, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("locking %s: %w", f.Path, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	defer syscall.Flock(int(lf.Fd()), syscall.LOCK_UN) //nolint:errcheck
+	return fn()
+}
+
+// read parses the file; a missing file is an empty state.
+func (f *FileStore) read() (*State, error) {
+	b, err := os.ReadFile(f.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return New(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading state %s: %w", f.Path, err)
+	}
+	st := &State{}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(st); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v (the file is kept; move it away to start afresh)", ErrCorrupt, f.Path, err)
+	}
+	if err := st.check(); err != nil {
+		return nil, fmt.Errorf("%s: %w (the file is kept)", f.Path, err)
+	}
+	return st, nil
+}
+
+// write replaces the file atomically and durably.
+func (f *FileStore) write(st *State) error {
+	st.Schema, st.Version, st.SavedAt = Schema, Version, f.now().UTC()
+	b, err := json.MarshalIndent(st, "", " ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(f.Path)
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	tmp := f.Path + ".tmp-" + hex.EncodeToString(r[:])
+	t, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("writing state: %w", err)
+	}
+	_, werr := t.Write(append(b, '\n'))
+	serr := t.Sync()
+	cerr := t.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing state %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, f.Path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("replacing state %s: %w", f.Path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// Acquire takes the run lease for owner for ttl, unless another owner
+// holds an unexpired one (then it returns a *LeaseHeldError).
+func (f *FileStore) Acquire(ctx context.Context, owner string, ttl time.Duration) error {
+	return f.locked(ctx, func() error {
+		st, err := f.read()
+		if err != nil {
+			return err
+		}
+		now := f.now()
+		if st.Lease.Held(owner, now) {
+			return &LeaseHeldError{Owner: st.Lease.Owner, Until: st.Lease.Expires}
+		}
+		st.Lease = Lease{Owner: owner, Expires: now.Add(ttl).UTC()}
+		return f.write(st)
+	})
+}
+
+// Release gives the lease up if owner still holds it.
+func (f *FileStore) Release(ctx context.Context, owner string) error {
+	return f.locked(ctx, func() error {
+		st, err := f.read()
+		if err != nil {
+			return err
+		}
+		if st.Lease.Owner != owner {
+			return nil
+		}
+		st.Lease = Lease{}
+		return f.write(st)
+	})
+}
+
+// Load reads the state.
+func (f *FileStore) Load(ctx context.Context) (*State, error) {
+	var st *State
+	err := f.locked(ctx, func() error {
+		var err error
+		st, err = f.read()
+		return err
+	})
+	return st, err
+}
+
+// Save writes st (peer cache, history, pending) if owner still holds the
+// lease; the lease on disk is kept as it is.
+func (f *FileStore) Save(ctx context.Context, owner string, st *State) error {
+	return f.locked(ctx, func() error {
+		cur, err := f.read()
+		if err != nil {
+			return err
+		}
+		if cur.Lease.Owner != owner {
+			return fmt.Errorf("saving state: %w (%s)", ErrNotOwner, cur.Lease.Owner)
+		}
+		next := *st
+		next.Lease = cur.Lease
+		return f.write(&next)
+	})
+}
