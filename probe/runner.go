@@ -120,8 +120,13 @@ func runOne(jobCtx context.Context, t Target, timeout time.Duration, probe Probe
 		res.Reason = string(res.Class)
 	}
 	// A failure that coincides with the end of the job budget says nothing
-	// about the node: the probe was cut short.
-	if err != nil && jobCtx.Err() != nil && res.Class != ClassInternal &&
+	// about the node: the probe was cut short. The deadline is compared by
+	// time, since a conn deadline can fire a moment before ctx notices.
+	jobOver := jobCtx.Err() != nil
+	if dl, ok := jobCtx.Deadline(); ok && !time.Now().Before(dl) {
+		jobOver = true
+	}
+	if err != nil && jobOver && res.Class != ClassInternal &&
 		(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || res.Class == ClassTimeout) {
 		res.Class, res.Reason = ClassCanceled, "job_deadline"
 	}

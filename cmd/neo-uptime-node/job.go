@@ -43,8 +43,11 @@ const (
 	keyErr    = "err"
 )
 
-// saveReserve is kept at the very end of a run for writing state.
-const saveReserve = time.Second
+// saveReserve is the part of -report-reserve kept at the very end of a run
+// for writing state: a quarter of it, at most a second.
+func saveReserve(reportReserve time.Duration) time.Duration {
+	return min(time.Second, reportReserve/4)
+}
 
 // Job is one invocation: fetch → probe → report → save.
 type Job struct {
@@ -117,7 +120,7 @@ func (j *Job) Run(ctx context.Context) (*RunReport, error) {
 	statuses := j.decide(st, targets, results, rep)
 
 	t = j.now()
-	rctx, rcancel := context.WithDeadline(ctx, end.Add(-saveReserve))
+	rctx, rcancel := context.WithDeadline(ctx, end.Add(-saveReserve(cfg.ReportReserve)))
 	delivered := j.deliver(rctx, st, statuses, rep)
 	rcancel()
 	rep.Phases["report_ms"] = ms(j.now().Sub(t))

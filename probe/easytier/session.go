@@ -196,6 +196,11 @@ func (s *session) run(ctx context.Context) error {
 			continue
 		case in := <-s.in:
 			if in.err != nil {
+				var ne net.Error
+				if errors.As(in.err, &ne) && ne.Timeout() {
+					// The conn's deadline is the context's: same outcome.
+					return s.ctxErr(ctx, acceptedAt)
+				}
 				return s.readErr(in.err, acceptedAt)
 			}
 			if s.opts.OnRecv != nil {
@@ -446,6 +451,10 @@ func (s *session) readErr(err error, acceptedAt time.Time) error {
 }
 
 func (s *session) ctxErr(ctx context.Context, acceptedAt time.Time) error {
+	cause := ctx.Err()
+	if cause == nil {
+		cause = context.DeadlineExceeded // the conn deadline fired first
+	}
 	if len(s.obs.SamplesUS) > 0 {
 		// Out of time but measured: report what we have.
 		s.obs.Accepted = true
@@ -455,8 +464,8 @@ func (s *session) ctxErr(ctx context.Context, acceptedAt time.Time) error {
 	}
 	if !s.replied {
 		s.obs.Reason = ReasonHandshakeTimeout
-		return fmt.Errorf("waiting for handshake reply: %w", ctx.Err())
+		return fmt.Errorf("waiting for handshake reply: %w", cause)
 	}
 	s.obs.Reason = ReasonNoPong
-	return fmt.Errorf("waiting for pong: %w: %w", ErrNoPong, ctx.Err())
+	return fmt.Errorf("waiting for pong: %w: %w", ErrNoPong, cause)
 }

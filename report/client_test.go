@@ -1,0 +1,223 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading golden file (run with -update): %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs:\ngot:\n%s\nwant:\n%s", name, got, want)
+	}
+}
+
+// recorded is one request as the backend saw it.
+type recorded struct {
+	Method, Path, Query, APIKey, UserAgent, Accept, ContentType, Body string
+}
+
+type fakeBackend struct {
+	mu      sync.Mutex
+	reqs    []recorded
+	handler func(w http.ResponseWriter, r *http.Request, n int)
+}
+
+func (f *fakeBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	f.mu.Lock()
+	f.reqs = append(f.reqs, recorded{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Get("x-api-key"), r.Header.Get("User-Agent"),
+		r.Header.Get("Accept"), r.Header.Get("Content-Type"), string(b)})
+	n := len(f.reqs)
+	f.mu.Unlock()
+	f.handler(w, r, n)
+}
+
+func newClient(t *testing.T, base string) *Client {
+	t.Helper()
+	c, err := New(Options{BaseURL: base, APIKey: "k-123", UserAgent: "neo-uptime-node/test", MaxElapsed: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestListTargets_Golden(t *testing.T) {
+	for _, name := range []string{"peers_basic", "peers_odd", "peers_null_data", "peers_no_peers"} {
+		t.Run(name, func(t *testing.T) {
+			body, err := os.ReadFile(filepath.Join("testdata", name+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fb := &fakeBackend{handler: func(w http.ResponseWriter, r *http.Request, n int) { w.Write(body) }}
+			srv := httptest.NewServer(fb)
+			defer srv.Close()
+			peers, warns, err := newClient(t, srv.URL+"/neo/").ListTargets(context.Background(), "eu west")
+			if err != nil {
+				t.Fatal(err)
+			}
+			type out struct {
+				Request  recorded
+				Peers    []Peer
+				Secrets  []string
+				Warnings []string
+			}
+			o := out{Request: fb.reqs[0], Peers: peers, Warnings: warns}
+			for _, p := range peers {
+				o.Secrets = append(o.Secrets, p.NetworkSecret) // json:"-" on Peer; shown here on purpose
+			}
+			got, _ := json.MarshalIndent(o, "", "  ")
+			golden(t, name+".golden", append(got, '\n'))
+		})
+	}
+}
+
+func TestSubmit_GoldenRequest(t *testing.T) {
+	fb := &fakeBackend{handler: func(w http.ResponseWriter, r *http.Request, n int) { fmt.Fprint(w, `{"code":200,"message":"Success"}`) }}
+	srv := httptest.NewServer(fb)
+	defer srv.Close()
+	c := newClient(t, srv.URL)
+	for _, s := range []Status{{ID: 1, Status: "online", ResponseTime: 25, PeerCount: 3}, {ID: 2, Status: "offline"}} {
+		if err := c.Submit(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ := json.MarshalIndent(fb.reqs, "", "  ")
+	golden(t, "submit.golden", append(got, '\n'))
+}
+
+func TestEndpoint_Joining(t *testing.T) {
+	for _, tc := range []struct{ base, want string }{
+		{"https://api.example.com", "https://api.example.com/peers?region=a+b"},
+		{"https://api.example.com/", "https://api.example.com/peers?region=a+b"},
+		{"https://api.example.com/neo/", "https://api.example.com/neo/peers?region=a+b"},
+		{"https://api.example.com/neo", "https://api.example.com/neo/peers?region=a+b"},
+	} {
+		c, err := New(Options{BaseURL: tc.base})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.endpoint("peers", map[string][]string{"region": {"a b"}}); got != tc.want {
+			t.Errorf("endpoint(%q) = %s, want %s", tc.base, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"ftp://x", "api.example.com", "https://user:pw@x/", "https://x/?a=1", ""} {
+		if _, err := New(Options{BaseURL: bad}); err == nil {
+			t.Errorf("New(%q) = nil error, want error", bad)
+		}
+	}
+}
+
+func TestClient_Failures(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		handler  func(w http.ResponseWriter, r *http.Request, n int)
+		wantReqs int
+		check    func(error) bool
+	}{
+		{"500 then ok", func(w http.ResponseWriter, r *http.Request, n int) {
+			if n == 1 {
+				w.WriteHeader(500)
+				return
+			}
+			fmt.Fprint(w, `{"code":200,"message":"Success"}`)
+		}, 2, func(err error) bool { return err == nil }},
+		{"429 with Retry-After", func(w http.ResponseWriter, r *http.Request, n int) {
+			if n == 1 {
+				w.Header().Set("Retry-After", "1")
+				w.WriteHeader(429)
+				return
+			}
+			fmt.Fprint(w, `{"code":200}`)
+		}, 2, func(err error) bool { return err == nil }},
+		{"401 is permanent", func(w http.ResponseWriter, r *http.Request, n int) {
+			w.WriteHeader(401)
+			fmt.Fprint(w, `{"code":401,"message":"bad key"}`)
+		}, 1, func(err error) bool {
+			var he *HTTPError
+			return errors.As(err, &he) && he.Status == 401 && strings.Contains(err.Error(), "bad key")
+		}},
+		{"2xx with code 500", func(w http.ResponseWriter, r *http.Request, n int) {
+			fmt.Fprint(w, `{"code":500,"message":"db down"}`)
+		}, 1, func(err error) bool {
+			var he *HTTPError
+			return errors.As(err, &he) && he.Code == 500 && strings.Contains(err.Error(), "db down")
+		}},
+		{"malformed json", func(w http.ResponseWriter, r *http.Request, n int) { fmt.Fprint(w, `{"code":`) }, 1,
+			func(err error) bool { return errors.Is(err, ErrBadEnvelope) }},
+		{"body too large", func(w http.ResponseWriter, r *http.Request, n int) {
+			w.Write(bytes.Repeat([]byte(" "), 5<<20))
+		}, 1, func(err error) bool { return errors.Is(err, ErrBodyTooLarge) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fb := &fakeBackend{handler: tc.handler}
+			srv := httptest.NewServer(fb)
+			defer srv.Close()
+			start := time.Now()
+			err := newClient(t, srv.URL).Submit(context.Background(), Status{ID: 1, Status: "online", ResponseTime: 1})
+			if !tc.check(err) {
+				t.Errorf("Submit = %v", err)
+			}
+			if len(fb.reqs) != tc.wantReqs {
+				t.Errorf("requests = %d, want %d", len(fb.reqs), tc.wantReqs)
+			}
+			if tc.name == "429 with Retry-After" && time.Since(start) < time.Second {
+				t.Errorf("retried after %v, before the server's Retry-After of 1s", time.Since(start))
+			}
+		})
+	}
+}
+
+func TestClient_RedirectKeepsKeyHome(t *testing.T) {
+	var leaked []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		leaked = append(leaked, r.Header.Get("x-api-key"))
+		fmt.Fprint(w, `{"code":200,"data":null}`)
+	}))
+	defer other.Close()
+	home := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, strings.Replace(other.URL, "127.0.0.1", "localhost", 1)+"/peers", http.StatusFound)
+	}))
+	defer home.Close()
+	_, _, err := newClient(t, home.URL).ListTargets(context.Background(), "")
+	if !errors.Is(err, ErrCrossRedirect) {
+		t.Errorf("ListTargets = %v, want ErrCrossRedirect", err)
+	}
+	if len(leaked) != 0 {
+		t.Errorf("the other host received the API key %q", leaked)
+	}
+}
+
+func TestResponseTimeMS(t *testing.T) {
+	for _, tc := range []struct{ us, want int64 }{{0, 1}, {400, 1}, {1499, 1}, {1500, 2}, {25_400, 25}, {25_500, 26}} {
+		if got := ResponseTimeMS(tc.us); got != tc.want {
+			t.Errorf("ResponseTimeMS(%d) = %d, want %d", tc.us, got, tc.want)
+		}
+	}
+}
