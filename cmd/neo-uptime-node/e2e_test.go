@@ -343,4 +343,3 @@ func TestRun_CorruptStateIsKept(t *testing.T) {
 		t.Errorf("the backend was called %d times with unreadable state", be.gets)
 	}
 }
-
