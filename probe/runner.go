@@ -79,6 +79,9 @@ func (r *Runner) Run(ctx context.Context, targets []Target) []Result {
 	var cbMu sync.Mutex
 	for i := range targets {
 		results[i] = Result{Target: targets[i], Class: ClassCanceled, Reason: "not_started", Err: context.Canceled}
+		if ctx.Err() != nil { // select picks at random when both are ready
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			continue

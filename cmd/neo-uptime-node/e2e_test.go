@@ -343,3 +343,49 @@ func TestRun_CorruptStateIsKept(t *testing.T) {
 		t.Errorf("the backend was called %d times with unreadable state", be.gets)
 	}
 }
+
+func TestRun_LoopStopsOnSIGTERMAfterReporting(t *testing.T) {
+	fast, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	// A node that never answers keeps every run probing until its deadline.
+	silent, err := easytiertest.StartFake(&easytiertest.Fake{Behavior: easytiertest.AcceptSilence})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	be := &testBackend{peers: []map[string]any{peer(1, fast.TCPURL(), "n", ""), peer(2, silent.TCPURL(), "n", "")}}
+	srv := httptest.NewServer(be)
+	defer srv.Close()
+	cmd := exec.Command(binPath, "-every", "1s", "-deadline", "30s", "-probe-timeout", "20s", "-samples", "1")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "BACKEND_BASE_URL=" + srv.URL + "/api", "API_KEY=test-key-9b1",
+		"DATABASE_PATH=" + filepath.Join(t.TempDir(), "s.db"), "NEO_LOG_FORMAT=json"}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Peer 1 answers in milliseconds; peer 2 keeps the run in its probe phase.
+	time.Sleep(1500 * time.Millisecond)
+	start := time.Now()
+	cmd.Process.Signal(os.Interrupt)
+	err = cmd.Wait()
+	if err != nil {
+		t.Fatalf("exit: %v\n%s", err, errb.String())
+	}
+	if took := time.Since(start); took > 8*time.Second {
+		t.Errorf("took %v to stop after the signal", took)
+	}
+	got := be.reports()
+	if len(got[1]) != 1 || got[1][0].Status != "online" {
+		t.Errorf("peer 1 reports = %v, want its measurement delivered before exit", got[1])
+	}
+	if len(got[2]) != 0 {
+		t.Errorf("peer 2 reported %v although its probe was cut short", got[2])
+	}
+	if !strings.Contains(errb.String(), "finishing the report pass") {
+		t.Errorf("no signal log line:\n%s", errb.String())
+	}
+}

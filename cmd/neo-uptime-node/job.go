@@ -59,6 +59,10 @@ type Job struct {
 	Owner   string
 	Sealer  *state.Sealer
 	Now     func() time.Time
+	// Stop, when closed, ends the probe phase early (loop mode's SIGTERM):
+	// unfinished probes count as unknown, and the report pass and the state
+	// save still run within -report-reserve.
+	Stop <-chan struct{}
 }
 
 // ErrNoPeers means neither the backend nor the cache gave a peer list.
@@ -113,6 +117,15 @@ func (j *Job) Run(ctx context.Context) (*RunReport, error) {
 
 	t = j.now()
 	jobCtx, jobCancel := context.WithDeadline(ctx, end.Add(-cfg.ReportReserve))
+	if j.Stop != nil {
+		go func() {
+			select {
+			case <-j.Stop:
+				jobCancel()
+			case <-jobCtx.Done():
+			}
+		}()
+	}
 	targets, results := j.probe(jobCtx, peers, rep)
 	jobCancel()
 	rep.Phases["probe_ms"] = ms(j.now().Sub(t))

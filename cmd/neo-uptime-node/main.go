@@ -169,25 +169,36 @@ func once(ctx context.Context, job *Job, stdout io.Writer, log *slog.Logger) int
 	return exitOK
 }
 
-// loop repeats runs every interval until SIGTERM/SIGINT. A signal lets the
-// run in progress finish its report pass (it is bounded by -deadline).
+// loop repeats runs every interval until SIGTERM/SIGINT. On a signal the
+// run in progress stops probing at once but still delivers what it measured
+// and saves state (bounded by -report-reserve), then the process exits.
 func loop(ctx context.Context, job *Job, every time.Duration, stdout io.Writer, log *slog.Logger) int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	stop := make(chan struct{})
+	j := *job
+	j.Stop = stop
 	log.Info("loop mode", "every", every.String())
 	code := exitOK
 	for {
 		start := time.Now()
-		code = once(ctx, job, stdout, log)
-		wait := time.Until(start.Add(every))
+		done := make(chan int, 1)
+		go func() { done <- once(ctx, &j, stdout, log) }()
+		select {
+		case code = <-done:
+		case s := <-sigs:
+			log.Info("stopping on signal: finishing the report pass", "signal", s.String())
+			close(stop)
+			return <-done
+		}
 		select {
 		case s := <-sigs:
 			log.Info("stopping on signal", "signal", s.String())
 			return code
 		case <-ctx.Done():
 			return code
-		case <-time.After(max(wait, 0)):
+		case <-time.After(max(time.Until(start.Add(every)), 0)):
 		}
 	}
 }

@@ -101,7 +101,10 @@ func TestProbe_FakeNodeFaults(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), budget)
 				defer cancel()
 				start := time.Now()
-				obs, err := easytier.Probe(ctx, url, easytier.Options{NetworkName: "n", NetworkSecret: "s", Samples: 3, Interval: 50 * time.Millisecond, PingTimeout: 500 * time.Millisecond, HandshakeTimeout: 2 * time.Second})
+				var sent [][]byte
+				obs, err := easytier.Probe(ctx, url, easytier.Options{NetworkName: "n", NetworkSecret: "s", Samples: 3, Interval: 50 * time.Millisecond, PingTimeout: 500 * time.Millisecond, HandshakeTimeout: 2 * time.Second,
+					OnSend: func(p []byte) { sent = append(sent, append([]byte(nil), p...)) }})
+				assertAllowed(t, sent)
 				took := time.Since(start)
 				if took > budget+250*time.Millisecond {
 					t.Errorf("probe took %v, beyond its %v deadline", took, budget)
@@ -122,6 +125,23 @@ func TestProbe_FakeNodeFaults(t *testing.T) {
 				}
 				assertNoLeaks(t, fds)
 			})
+		}
+	}
+}
+
+// assertAllowed checks that every packet the prober emitted on this path is
+// in the allowed set: handshake, ping, pong, and the route-sync RPC pair.
+func assertAllowed(t *testing.T, sent [][]byte) {
+	t.Helper()
+	for i, p := range sent {
+		if err := wire.CheckOutbound(p); err != nil {
+			t.Errorf("packet %d outside the allowed set: %v (%x)", i, err, p)
+		}
+		h, _, _ := wire.ParsePacket(p)
+		switch h.Type {
+		case wire.TypeHandShake, wire.TypePing, wire.TypePong, wire.TypeRPCReq, wire.TypeRPCResp:
+		default:
+			t.Errorf("packet %d has type %d", i, h.Type)
 		}
 	}
 }

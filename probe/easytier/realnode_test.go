@@ -142,7 +142,10 @@ func TestConformance_RealNode(t *testing.T) {
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 				defer cancel()
+				var sent [][]byte
+				opts.OnSend = func(p []byte) { rec.add(">", p); sent = append(sent, append([]byte(nil), p...)) }
 				obs, err := easytier.Probe(ctx, node.URL(scheme), opts)
+				assertAllowed(t, sent)
 				probers = append(probers, obs.PeerID)
 				if !errors.Is(err, tc.wantErr) && !(err == nil && tc.wantErr == nil) {
 					t.Fatalf("Probe err = %v, want %v", err, tc.wantErr)

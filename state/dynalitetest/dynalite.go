@@ -108,4 +108,3 @@ func CreateTable(t testing.TB, c *dynamodb.Client) string {
 	}
 	return name
 }
-
