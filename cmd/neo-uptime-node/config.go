@@ -133,7 +133,7 @@ func newFlagSet(name string, cfg *Config) *flag.FlagSet {
 	fs.StringVar(&cfg.APIKeySecretID, "api-key-secret-id", "", "Secrets Manager secret holding the API key (Lambda)")
 	fs.StringVar(&cfg.Region, "region", "", "region whose peers to monitor (env REGION)")
 	fs.StringVar(&cfg.BackendCAFile, "backend-ca-file", "", "extra CA bundle (PEM) to verify the backend")
-	cfg.PeerFetchInterval, cfg.StatusReportInterval, cfg.HealthCheckInterval = 60*time.Second, 30*time.Second, 200*time.Millisecond
+	cfg.PeerFetchInterval, cfg.StatusReportInterval, cfg.HealthCheckInterval = 0, 30*time.Second, 200*time.Millisecond
 	cfg.PeerCacheMaxAge = 24 * time.Hour
 	fs.Var(seconds{&cfg.PeerFetchInterval}, "peer-fetch-interval", "reuse a cached peer list younger than this instead of fetching; 0 fetches every run (seconds or duration)")
 	fs.Var(seconds{&cfg.StatusReportInterval}, "status-report-interval", "loop mode: time between the starts of two runs (seconds or duration)")
