@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +26,24 @@ import (
 	"github.com/neouptime/neo-uptime-node/state"
 	"github.com/neouptime/neo-uptime-node/state/dynalitetest"
 )
+
+// lockedBuffer collects a process's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 // RequireRIEEnv=1 turns a missing Lambda emulator into a failure (CI).
 const RequireRIEEnv = "NEO_REQUIRE_LAMBDA_RIE"
@@ -103,8 +122,8 @@ func TestLambda_UnderRuntimeEmulator(t *testing.T) {
 		"NEO_STATE=dynamodb", "NEO_DYNAMODB_TABLE=" + table, "NEO_DYNAMODB_ENDPOINT=" + endpoint,
 		"NEO_DEADLINE=10s", "NEO_LOG_FORMAT=json", "NEO_SAMPLES=2",
 	}
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

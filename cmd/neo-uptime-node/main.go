@@ -52,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	switch cmd {
 	case "run":
+		stop := startPeaks(getenv, stderr)
+		defer stop()
 		return runCmd(ctx, args, stdout, stderr, getenv)
 	case "probe":
 		return probeCmd(ctx, args, stdout, stderr, getenv)

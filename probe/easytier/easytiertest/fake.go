@@ -47,6 +47,7 @@ type Fake struct {
 	Behavior      Behavior
 	Delay         time.Duration // added before every pong
 	Encrypt       string        // cipher for route pushes; "" sends plaintext
+	ListenIP      string        // default 127.0.0.1; any 127.0.0.0/8 address works
 
 	PeerID uint32
 	tcp    net.Listener
@@ -72,23 +73,35 @@ func StartFake(f *Fake) (*Fake, error) {
 	if f.PeerID == 0 {
 		f.PeerID = 0x0BADF00D
 	}
+	if f.ListenIP == "" {
+		f.ListenIP = "127.0.0.1"
+	}
 	f.conns = map[io.Closer]struct{}{}
 	var err error
-	if f.tcp, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+	if f.tcp, err = net.Listen("tcp", net.JoinHostPort(f.ListenIP, "0")); err != nil {
 		return nil, err
 	}
-	if f.udp, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+	if f.udp, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(f.ListenIP)}); err != nil {
 		f.tcp.Close()
 		return nil, err
 	}
+	wsl, err := net.Listen("tcp", net.JoinHostPort(f.ListenIP, "0"))
+	if err != nil {
+		f.tcp.Close()
+		f.udp.Close()
+		return nil, err
+	}
 	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
-	f.ws = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.ws = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}
 		f.serve(&wsServerConn{c: c}, c.NetConn())
 	}))
+	f.ws.Listener.Close()
+	f.ws.Listener = wsl
+	f.ws.Start()
 	f.wg.Add(2)
 	go f.acceptTCP()
 	go f.serveUDP()

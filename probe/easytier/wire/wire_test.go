@@ -262,3 +262,47 @@ func TestCheckOutbound_Refuses(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDecode decodes the packets of a probe's hot path: a pong, a
+// node handshake and a sealed route push.
+func BenchmarkDecode(b *testing.B) {
+	pong := AppendPacket(nil, nodeID, proberID, TypePong, PingPayload(7))
+	hs := AppendPacket(nil, nodeID, 0, TypeHandShake, AppendHandshake(nil, nodeID, "sample-net", Digest("sample-net", "sample-secret")))
+	push := unhex(b, routePush)
+	k := NewKeys("sample-secret")
+	sealed, _ := k.Seal(CipherAES128GCM, unhex(b, syncReqPacket), make([]byte, 12))
+	b.Run("pong", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			_, p, _ := ParsePacket(pong)
+			if _, err := PingSeq(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("handshake", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			_, p, _ := ParsePacket(hs)
+			if _, err := ParseHandshake(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("route_push", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := ParseRouteSync(push); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("open_aes128gcm", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, _, err := k.Open(sealed, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

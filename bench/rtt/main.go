@@ -1,0 +1,320 @@
+// Command rtt measures how true neo-uptime-node's RTT is. A real EasyTier
+// node (easytier-pyo3) sits behind a user-space delaying proxy — Shopify's
+// toxiproxy (latency toxic) for tcp and ws, a small delaying relay for udp —
+// and each probe's figure is compared with the injected truth (delay plus
+// the loopback baseline through the same proxy without a toxic) and with
+// the node's own latency_us for the very same connection.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/neouptime/neo-uptime-node/probe/easytier"
+	"github.com/neouptime/neo-uptime-node/probe/easytier/easytiertest"
+)
+
+const (
+	network = "rtt-net"
+	secret  = "rtt-secret"
+)
+
+func main() {
+	runs := flag.Int("runs", 3, "runs per case")
+	samples := flag.Int("samples", 10, "pings per probe")
+	flag.Parse()
+	py := easytiertest.Python()
+	if py == "" {
+		fmt.Fprintln(os.Stderr, "rtt: needs the easytier-pyo3 venv (make deps)")
+		os.Exit(1)
+	}
+	port, err := easytiertest.FreePort()
+	if err != nil {
+		panic(err)
+	}
+	node, err := easytiertest.StartRealProcess(py, easytiertest.RealConfig{Port: port, NetworkName: network, NetworkSecret: secret, Hostname: "rtt-node"}, io.Discard)
+	if err != nil {
+		panic(err)
+	}
+	defer node.Stop()
+
+	tox := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
+	type tcase struct {
+		name          string
+		delayMS       int // injected round trip
+		jitterMS      int
+		loss          float64
+		transportOnly string
+	}
+	cases := []tcase{{"1 ms", 1, 0, 0, ""}, {"10 ms", 10, 0, 0, ""}, {"50 ms", 50, 0, 0, ""}, {"200 ms", 200, 0, 0, ""},
+		{"50 ms ± 10 jitter", 50, 10, 0, ""}, {"10 ms, 10% loss", 10, 0, 0.10, "udp"}}
+	fmt.Printf("### RTT accuracy against a real EasyTier node (%s) behind a delaying proxy\n\n", node.Version)
+	fmt.Printf("%d pings 300 ms apart per probe; truth = injected RTT + loopback baseline through the same proxy without a toxic. ", *samples)
+	fmt.Println("Errors are medians over runs of |figure − truth|; the node's figure is its own latency_us for the prober's connection.")
+	fmt.Println()
+	fmt.Println("| transport | case | truth ms | ours ms | node's ms | our error ms | node's error ms | target 0.3 ms + 1 % | ours ≤ node's |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|:---:|:---:|")
+	for _, tr := range []string{"tcp", "ws", "udp"} {
+		upstream := fmt.Sprintf("127.0.0.1:%d", port)
+		if tr == "ws" {
+			upstream = fmt.Sprintf("127.0.0.1:%d", port+1)
+		}
+		var proxyAddr string
+		var setDelay func(delayMS, jitterMS int, loss float64)
+		if tr == "udp" {
+			relay, err := newUDPRelay(upstream)
+			if err != nil {
+				panic(err)
+			}
+			defer relay.close()
+			proxyAddr, setDelay = relay.addr(), relay.set
+		} else {
+			p := toxiproxy.NewProxy(tox, "et-"+tr, "127.0.0.1:0", upstream)
+			if err := p.Start(); err != nil {
+				panic(err)
+			}
+			defer p.Stop()
+			proxyAddr = p.Listen
+			setDelay = func(delayMS, jitterMS int, _ float64) {
+				p.Toxics.ResetToxics(context.Background())
+				if delayMS == 0 {
+					return
+				}
+				for _, dir := range []string{"upstream", "downstream"} {
+					j := fmt.Sprintf(`{"type":"latency","stream":%q,"attributes":{"latency":%d,"jitter":%d}}`, dir, delayMS/2, jitterMS/2)
+					if _, err := p.Toxics.AddToxicJson(strings.NewReader(j)); err != nil {
+						panic(err)
+					}
+				}
+			}
+		}
+		url := tr + "://" + proxyAddr
+		if tr == "ws" {
+			url += "/"
+		}
+		setDelay(0, 0, 0)
+		var base []float64
+		for r := 0; r < *runs; r++ {
+			ours, _ := probeOnce(node, url, *samples)
+			base = append(base, ours)
+		}
+		baseline := median(base)
+		for _, c := range cases {
+			if c.transportOnly != "" && c.transportOnly != tr {
+				continue
+			}
+			if c.delayMS == 1 && c.jitterMS == 0 && tr != "udp" {
+				// toxiproxy delays in whole ms per direction: 1 ms RTT is 0+0.
+				c.delayMS = 2
+				c.name = "2 ms (toxiproxy's 1 ms/direction)"
+			}
+			setDelay(c.delayMS, c.jitterMS, c.loss)
+			truth := baseline + float64(c.delayMS)
+			var oursErr, nodeErr, oursV, nodeV []float64
+			for r := 0; r < *runs; r++ {
+				ours, nodeMS := probeOnce(node, url, *samples)
+				oursV, oursErr = append(oursV, ours), append(oursErr, math.Abs(ours-truth))
+				if nodeMS > 0 {
+					nodeV, nodeErr = append(nodeV, nodeMS), append(nodeErr, math.Abs(nodeMS-truth))
+				}
+			}
+			target := 0.3 + 0.01*truth
+			ok := map[bool]string{true: "yes", false: "**no**"}
+			fmt.Printf("| %s | %s | %.2f | %s | %s | %.3f | %s | %s | %s |\n", tr, c.name, truth, spread(oursV), spread(nodeV),
+				median(oursErr), fmtMaybe(nodeErr), ok[median(oursErr) <= target || c.jitterMS > 0 || c.loss > 0],
+				ok[len(nodeErr) == 0 || median(oursErr) <= median(nodeErr)+0.05])
+		}
+		setDelay(0, 0, 0)
+	}
+	fmt.Println()
+	fmt.Println("(Jitter and loss rows are shown for spread; the accuracy target applies to the fixed-delay rows.)")
+	fmt.Println()
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func spread(v []float64) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return fmt.Sprintf("%.2f (%.2f–%.2f)", s[len(s)/2], s[0], s[len(s)-1])
+}
+
+func fmtMaybe(v []float64) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", median(v))
+}
+
+// probeOnce probes through the proxy and, while the connection is still
+// open, reads the node's own latency figure for it.
+func probeOnce(node *easytiertest.RealNode, url string, samples int) (oursMS, nodeMS float64) {
+	var myID uint32
+	var once sync.Once
+	idSeen := make(chan struct{})
+	opts := easytier.Options{NetworkName: network, NetworkSecret: secret, Samples: samples, Interval: 300 * time.Millisecond,
+		PingTimeout: 3 * time.Second, RouteWait: -1,
+		OnSend: func(p []byte) {
+			once.Do(func() {
+				myID = uint32(p[0]) | uint32(p[1])<<8 | uint32(p[2])<<16 | uint32(p[3])<<24
+				close(idSeen)
+			})
+		}}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(samples)*300*time.Millisecond+10*time.Second)
+	defer cancel()
+	done := make(chan easytier.Observation, 1)
+	go func() {
+		obs, err := easytier.Probe(ctx, url, opts)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "probe:", err)
+		}
+		done <- obs
+	}()
+	<-idSeen
+	// The node pings at 0 s, 1 s, 2 s …; read its figure near the end.
+	time.Sleep(time.Duration(samples-1) * 300 * time.Millisecond)
+	nodeMS = nodeLatency(node, myID)
+	obs := <-done
+	return float64(obs.LatencyUS()) / 1000, nodeMS
+}
+
+// nodeLatency reads latency_us of the node's connection to peer id.
+func nodeLatency(node *easytiertest.RealNode, id uint32) float64 {
+	var peers []struct {
+		PeerID uint32 `json:"peer_id"`
+		Conns  []struct {
+			Stats struct {
+				LatencyUS string `json:"latency_us"`
+			} `json:"stats"`
+		} `json:"conns"`
+	}
+	if err := node.Query("peers", &peers); err != nil {
+		return 0
+	}
+	for _, p := range peers {
+		if p.PeerID == id && len(p.Conns) > 0 {
+			us, _ := strconv.ParseFloat(p.Conns[0].Stats.LatencyUS, 64)
+			return us / 1000
+		}
+	}
+	return 0
+}
+
+// udpRelay forwards datagrams between one client and the node, delaying
+// each direction by half the round trip (plus jitter) and dropping some.
+type udpRelay struct {
+	ln       *net.UDPConn
+	upstream *net.UDPAddr
+	mu       sync.Mutex
+	delay    time.Duration
+	jitter   time.Duration
+	loss     float64
+	clients  map[string]*net.UDPConn
+}
+
+func newUDPRelay(upstream string) (*udpRelay, error) {
+	up, err := net.ResolveUDPAddr("udp", upstream)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, err
+	}
+	r := &udpRelay{ln: ln, upstream: up, clients: map[string]*net.UDPConn{}}
+	go r.serve()
+	return r, nil
+}
+
+func (r *udpRelay) addr() string { return r.ln.LocalAddr().String() }
+
+func (r *udpRelay) set(delayMS, jitterMS int, loss float64) {
+	r.mu.Lock()
+	r.delay, r.jitter, r.loss = time.Duration(delayMS)*time.Millisecond/2, time.Duration(jitterMS)*time.Millisecond/2, loss
+	r.mu.Unlock()
+}
+
+// later sends b after the one-way delay, unless it is "lost".
+func (r *udpRelay) later(send func([]byte), b []byte) {
+	r.mu.Lock()
+	d, j, loss := r.delay, r.jitter, r.loss
+	r.mu.Unlock()
+	if loss > 0 && rand.Float64() < loss {
+		return
+	}
+	if j > 0 {
+		d += time.Duration(rand.Int64N(int64(2*j))) - j
+	}
+	b = append([]byte(nil), b...)
+	if d <= 0 {
+		send(b)
+		return
+	}
+	time.AfterFunc(d, func() { send(b) })
+}
+
+func (r *udpRelay) serve() {
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := r.ln.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		r.mu.Lock()
+		up := r.clients[from.String()]
+		if up == nil {
+			up, err = net.DialUDP("udp", nil, r.upstream)
+			if err != nil {
+				r.mu.Unlock()
+				continue
+			}
+			r.clients[from.String()] = up
+			go func(up *net.UDPConn, from *net.UDPAddr) {
+				b := make([]byte, 65536)
+				for {
+					n, err := up.Read(b)
+					if err != nil {
+						return
+					}
+					r.later(func(p []byte) { r.ln.WriteToUDP(p, from) }, b[:n])
+				}
+			}(up, from)
+		}
+		r.mu.Unlock()
+		r.later(func(p []byte) { up.Write(p) }, buf[:n])
+	}
+}
+
+func (r *udpRelay) close() {
+	r.ln.Close()
+	r.mu.Lock()
+	for _, c := range r.clients {
+		c.Close()
+	}
+	r.mu.Unlock()
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every benchmark and prints Markdown tables; appends them, with the
+# date, machine and commit, to bench/results/<date>.md. Usage:
+#   bench/run.sh            # everything
+#   BENCH_ONLY=go bench/run.sh   # just the Go micro-benchmarks
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+only=${BENCH_ONLY:-go,scale,rtt,size,reference}
+out=bench/results/$(date -u +%Y-%m-%d).md
+tmp=$(mktemp)
+trap 'rm -f "$tmp"' EXIT
+
+{
+  echo "## $(date -u +%Y-%m-%dT%H:%MZ) — commit $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+  echo
+  echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB, $(go version | cut -d' ' -f3), $(uname -sr)."
+  echo "Each figure: median of $RUNS runs (min–max)."
+  echo
+} | tee "$tmp"
+
+if [[ $only == *go* ]]; then
+  {
+    echo "### Go benchmarks (\`go test -bench . -benchmem -count $RUNS\`)"
+    echo
+    echo '```'
+    go test -run '^$' -bench . -benchmem -count "$RUNS" ./probe/easytier/ ./probe/easytier/wire/ | grep -E '^(Benchmark|goos|cpu)'
+    echo '```'
+    echo
+  } | tee -a "$tmp"
+fi
+if [[ $only == *scale* ]]; then
+  make -s build
+  go run ./bench/scale -bin bin/neo-uptime-node -runs "$RUNS" | tee -a "$tmp"
+fi
+if [[ $only == *rtt* ]]; then
+  go run ./bench/rtt -runs "$RUNS" | tee -a "$tmp"
+fi
+if [[ $only == *size* ]]; then
+  bench/size.sh "$RUNS" | tee -a "$tmp"
+fi
+if [[ $only == *reference* ]]; then
+  go run ./bench/reference -runs "$RUNS" | tee -a "$tmp"
+fi
+cat "$tmp" >> "$out"
+echo "appended to $out"

@@ -1,0 +1,292 @@
+// Command scale measures neo-uptime-node at scale on loopback and prints
+// Markdown tables:
+//
+//   - probes: the prober alone at concurrency 1, 100 and 1000 (probes/s,
+//     peak heap, peak goroutines) against fake nodes;
+//   - job: the built binary, one invocation against N = 100, 1000, 10000
+//     peers (fake nodes answering with a fixed delay, spread over many
+//     ports and 127.0.0.0/8 addresses): wall, CPU, peak RSS, peak
+//     goroutines and descriptors;
+//   - report: the report pass alone, 10000 reports to a loopback backend.
+//
+// Each figure is the median of -runs runs with its min–max spread.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/neouptime/neo-uptime-node/probe"
+	"github.com/neouptime/neo-uptime-node/probe/easytier"
+	"github.com/neouptime/neo-uptime-node/probe/easytier/easytiertest"
+	"github.com/neouptime/neo-uptime-node/report"
+)
+
+func main() {
+	bin := flag.String("bin", "bin/neo-uptime-node", "binary under test")
+	runs := flag.Int("runs", 3, "runs per figure (median reported)")
+	delay := flag.Duration("delay", 20*time.Millisecond, "fake nodes' pong delay")
+	only := flag.String("only", "probes,job,report", "which tables")
+	sizes := flag.String("sizes", "100,1000,10000", "peer counts for the job table")
+	flag.Parse()
+	for _, part := range strings.Split(*only, ",") {
+		switch part {
+		case "probes":
+			probesTable(*runs)
+		case "job":
+			jobTable(*bin, *runs, *delay, *sizes)
+		case "report":
+			reportTable(*runs)
+		}
+	}
+}
+
+// stat is a median with its spread.
+type stat []float64
+
+func (s stat) String() string {
+	if len(s) == 0 {
+		return "-"
+	}
+	v := append([]float64(nil), s...)
+	sort.Float64s(v)
+	med := v[len(v)/2]
+	return fmt.Sprintf("%s (%s–%s)", num(med), num(v[0]), num(v[len(v)-1]))
+}
+
+func num(f float64) string {
+	switch {
+	case f >= 100:
+		return strconv.FormatFloat(f, 'f', 0, 64)
+	case f >= 10:
+		return strconv.FormatFloat(f, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(f, 'f', 2, 64)
+}
+
+// fakes starts n fake nodes on 127.0.0.1 … 127.0.0.n.
+func fakes(n int, delay time.Duration) []*easytiertest.Fake {
+	var out []*easytiertest.Fake
+	for i := 0; i < n; i++ {
+		f, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "bench", NetworkSecret: "b", Delay: delay,
+			ListenIP: fmt.Sprintf("127.0.%d.%d", (i+1)/250, (i+1)%250+1), Foreign: []string{"x"}, Encrypt: "aes-gcm"})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "starting fake node:", err)
+			os.Exit(1)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// peakSampler tracks peak heap and goroutines of this process.
+func peakSampler() (stop func() (heapMB, goroutines float64)) {
+	var peakHeap uint64
+	var peakG int
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			peakHeap = max(peakHeap, ms.HeapInuse)
+			peakG = max(peakG, runtime.NumGoroutine())
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() (float64, float64) {
+		close(done)
+		wg.Wait()
+		return float64(peakHeap) / (1 << 20), float64(peakG)
+	}
+}
+
+func probesTable(runs int) {
+	nodes := fakes(8, 0)
+	defer func() {
+		for _, f := range nodes {
+			f.Close()
+		}
+	}()
+	fmt.Println("### Prober alone (tcp, 4 pings, route sync; fake nodes on loopback)")
+	fmt.Println()
+	fmt.Println("| concurrency | probes | probes/s | peak heap MB (prober + fake nodes) | peak goroutines |")
+	fmt.Println("|---:|---:|---:|---:|---:|")
+	for _, conc := range []int{1, 100, 1000} {
+		n := max(200, 3*conc)
+		var rate, heap, gor stat
+		for r := 0; r < runs; r++ {
+			targets := make([]probe.Target, n)
+			for i := range targets {
+				targets[i] = probe.Target{ID: int64(i), URL: nodes[i%len(nodes)].TCPURL(), NetworkName: "bench", NetworkSecret: "b"}
+			}
+			runtime.GC()
+			stop := peakSampler()
+			run := &probe.Runner{Concurrency: conc, Timeout: 20 * time.Second,
+				Options: easytier.Options{Samples: 4, Interval: time.Millisecond}}
+			start := time.Now()
+			res := run.Run(context.Background(), targets)
+			el := time.Since(start)
+			h, g := stop()
+			for _, x := range res {
+				if x.Class != probe.ClassOK {
+					fmt.Fprintf(os.Stderr, "probe failed: %s %v\n", x.Class, x.Err)
+				}
+			}
+			rate, heap, gor = append(rate, float64(n)/el.Seconds()), append(heap, h), append(gor, g)
+		}
+		fmt.Printf("| %d | %d | %s | %s | %s |\n", conc, n, rate, heap, gor)
+	}
+	fmt.Println()
+}
+
+// jobBackend serves n peers spread over the fake nodes and counts reports.
+type jobBackend struct {
+	body []byte
+	puts atomic.Int64
+}
+
+func (b *jobBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet {
+		w.Write(b.body)
+		return
+	}
+	io.Copy(io.Discard, r.Body)
+	b.puts.Add(1)
+	fmt.Fprint(w, `{"code":200,"message":"Success"}`)
+}
+
+func jobTable(bin string, runs int, delay time.Duration, sizes string) {
+	nodes := fakes(40, delay)
+	defer func() {
+		for _, f := range nodes {
+			f.Close()
+		}
+	}()
+	fmt.Printf("### One invocation of the binary (fake nodes answer pongs after %v; 1 ping per probe; tcp)\n\n", delay)
+	fmt.Println("| peers | wall s | wall − slowest RTT ms | CPU s | peak RSS MB | peak goroutines | peak fds | reported |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, s := range strings.Split(sizes, ",") {
+		n, _ := strconv.Atoi(s)
+		var peers []map[string]any
+		for i := 0; i < n; i++ {
+			h, p, _ := net.SplitHostPort(strings.TrimPrefix(nodes[i%len(nodes)].TCPURL(), "tcp://"))
+			port, _ := strconv.Atoi(p)
+			peers = append(peers, map[string]any{"id": i + 1, "host": h, "port": port, "protocol": "tcp", "network_name": "bench", "network_secret": "b"})
+		}
+		body, _ := json.Marshal(map[string]any{"code": 200, "data": map[string]any{"peers": peers}})
+		be := &jobBackend{body: body}
+		srv := httptest.NewServer(be)
+		var wall, over, cpu, rss, gor, fds, rep stat
+		for r := 0; r < runs; r++ {
+			dir, _ := os.MkdirTemp("", "neo-bench-")
+			be.puts.Store(0)
+			cmd := exec.Command(bin, "-output", "json", "-samples", "1", "-deadline", "15s", "-report-reserve", "4s",
+				"-concurrency", "10000", "-report-concurrency", "64", "-route-wait", "1s", "-log-level", "warn")
+			cmd.Env = []string{"BACKEND_BASE_URL=" + srv.URL, "API_KEY=bench", "DATABASE_PATH=" + filepath.Join(dir, "s.db"), "NEO_DEBUG_PEAKS=1"}
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			start := time.Now()
+			if err := cmd.Run(); err != nil {
+				fmt.Fprintf(os.Stderr, "run failed: %v\n%s\n", err, errb.String())
+			}
+			el := time.Since(start)
+			ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+			var rep0 struct {
+				Peers []struct {
+					LatencyUS int64 `json:"latency_us"`
+				}
+			}
+			json.Unmarshal(out.Bytes(), &rep0)
+			var slowest int64
+			for _, p := range rep0.Peers {
+				slowest = max(slowest, p.LatencyUS)
+			}
+			var peaks struct{ Goroutines, FDs int }
+			if i := strings.LastIndex(errb.String(), `{"peak_goroutines"`); i >= 0 {
+				var pk struct {
+					G int `json:"peak_goroutines"`
+					F int `json:"peak_fds"`
+				}
+				json.Unmarshal([]byte(strings.SplitN(errb.String()[i:], "\n", 2)[0]), &pk)
+				peaks.Goroutines, peaks.FDs = pk.G, pk.F
+			}
+			wall = append(wall, el.Seconds())
+			over = append(over, float64(el.Microseconds()-slowest)/1000)
+			cpu = append(cpu, time.Duration(ru.Utime.Nano()+ru.Stime.Nano()).Seconds())
+			rss = append(rss, float64(ru.Maxrss)/1024)
+			gor, fds = append(gor, float64(peaks.Goroutines)), append(fds, float64(peaks.FDs))
+			rep = append(rep, float64(be.puts.Load()))
+			os.RemoveAll(dir)
+		}
+		srv.Close()
+		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s | %s |\n", n, wall, over, cpu, rss, gor, fds, rep)
+	}
+	fmt.Println()
+}
+
+func reportTable(runs int) {
+	var puts atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		puts.Add(1)
+		fmt.Fprint(w, `{"code":200,"message":"Success"}`)
+	}))
+	defer srv.Close()
+	fmt.Println("### Report pass alone (10000 PUTs to a loopback backend, 64 keep-alive connections)")
+	fmt.Println()
+	fmt.Println("| reports | seconds | reports/s | peak heap MB |")
+	fmt.Println("|---:|---:|---:|---:|")
+	const n = 10000
+	var secs, rate, heap stat
+	for r := 0; r < runs; r++ {
+		c, _ := report.New(report.Options{BaseURL: srv.URL, APIKey: "k", Conns: 64})
+		runtime.GC()
+		stop := peakSampler()
+		start := time.Now()
+		sem := make(chan struct{}, 64)
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				if err := c.Submit(context.Background(), report.Status{ID: int64(i), Status: "online", ResponseTime: 12}); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+				}
+			}(i)
+		}
+		wg.Wait()
+		el := time.Since(start)
+		h, _ := stop()
+		secs, rate, heap = append(secs, el.Seconds()), append(rate, n/el.Seconds()), append(heap, h)
+	}
+	fmt.Printf("| %d | %s | %s | %s |\n\n", n, secs, rate, heap)
+}

@@ -1,0 +1,52 @@
+package easytier_test
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/neouptime/neo-uptime-node/probe/easytier"
+	"github.com/neouptime/neo-uptime-node/probe/easytier/easytiertest"
+)
+
+// cpuTime is this process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkProbe runs whole probes (connect, handshake, pings, route sync,
+// close) against the fake node over loopback. cpu-us/op is the CPU of the
+// prober and the fake node together, an upper bound on the prober's own.
+func BenchmarkProbe(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		samples int
+		scheme  string
+	}{{"tcp/1ping", 1, "tcp"}, {"tcp/4pings", 4, "tcp"}, {"udp/4pings", 4, "udp"}, {"ws/4pings", 4, "ws"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			f, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n", NetworkSecret: "s", Foreign: []string{"a"}, Encrypt: "aes-gcm"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			url := map[string]string{"tcp": f.TCPURL(), "udp": f.UDPURL(), "ws": f.WSURL()}[tc.scheme]
+			opts := easytier.Options{NetworkName: "n", NetworkSecret: "s", Samples: tc.samples, Interval: time.Microsecond}
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				obs, err := easytier.Probe(ctx, url, opts)
+				cancel()
+				if err != nil || obs.Node == nil {
+					b.Fatalf("probe: %v (%s)", err, obs.NodeMissed)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
+		})
+	}
+}
