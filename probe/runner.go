@@ -35,8 +35,11 @@ type Result struct {
 func (r Result) Online() bool { return r.Class == ClassOK }
 
 // Known reports whether the result says anything about the node. A probe
-// the job budget cut short (canceled) or our own bug (internal) does not.
-func (r Result) Known() bool { return r.Class != ClassCanceled && r.Class != ClassInternal }
+// the job budget cut short (canceled), our own bug (internal) or a target
+// our address policy refused does not.
+func (r Result) Known() bool {
+	return r.Class != ClassCanceled && r.Class != ClassInternal && !errors.Is(r.Err, easytier.ErrTargetDenied)
+}
 
 // ProbeFunc probes one target; Runner.Probe defaults to the EasyTier prober.
 type ProbeFunc func(ctx context.Context, t Target) (easytier.Observation, error)

@@ -16,6 +16,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -57,8 +58,10 @@ type Options struct {
 	APIKey    string
 	UserAgent string // default "neo-uptime-node/dev"
 	CAFile    string // extra CA bundle for the backend's certificate
-	// MaxBody caps every response body; default 4 MiB.
+	// MaxBody caps every response body except the peer list's; default 1 MiB.
 	MaxBody int64
+	// MaxPeersBody caps the peer list; default 32 MiB (100,000 peers).
+	MaxPeersBody int64
 	// AttemptTimeout bounds one HTTP attempt; default 10s.
 	AttemptTimeout time.Duration
 	// MaxElapsed bounds retries of one call (the context bounds it too);
@@ -76,6 +79,7 @@ type Client struct {
 	apiKey  string
 	ua      string
 	maxBody int64
+	maxList int64
 	attempt time.Duration
 	elapsed time.Duration
 	hc      *http.Client
@@ -90,13 +94,16 @@ func New(opts Options) (*Client, error) {
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("backend base url: no credentials, query or fragment allowed")
 	}
-	c := &Client{base: u, apiKey: opts.APIKey, ua: opts.UserAgent, maxBody: opts.MaxBody,
+	c := &Client{base: u, apiKey: opts.APIKey, ua: opts.UserAgent, maxBody: opts.MaxBody, maxList: opts.MaxPeersBody,
 		attempt: opts.AttemptTimeout, elapsed: opts.MaxElapsed}
 	if c.ua == "" {
 		c.ua = "neo-uptime-node/dev"
 	}
 	if c.maxBody <= 0 {
-		c.maxBody = 4 << 20
+		c.maxBody = 1 << 20
+	}
+	if c.maxList <= 0 {
+		c.maxList = 32 << 20
 	}
 	if c.attempt <= 0 {
 		c.attempt = 10 * time.Second
@@ -179,25 +186,30 @@ func (r *retryAfter) NextBackOff() time.Duration {
 }
 
 // do runs one call with retries; it returns the envelope's data.
-func (c *Client) do(ctx context.Context, op, method, target string, body []byte) (json.RawMessage, error) {
+func (c *Client) do(ctx context.Context, op, method, target string, body []byte, limit int64) (json.RawMessage, error) {
 	eb := backoff.NewExponentialBackOff()
 	eb.InitialInterval = 200 * time.Millisecond
 	eb.MaxInterval = 5 * time.Second
 	eb.MaxElapsedTime = c.elapsed
 	ra := &retryAfter{BackOff: eb}
 	var data json.RawMessage
+	var last error
 	operation := func() error {
-		d, wait, err := c.once(ctx, op, method, target, body)
-		data, ra.next = d, wait
+		d, wait, err := c.once(ctx, op, method, target, body, limit)
+		data, ra.next, last = d, wait, err
 		return err
 	}
 	err := backoff.Retry(operation, backoff.WithContext(ra, ctx))
+	if err != nil && ctx.Err() != nil && last != nil && !errors.Is(last, ctx.Err()) {
+		// Out of time while retrying: keep the cause, not just the deadline.
+		return nil, fmt.Errorf("%s: out of time after retries: %w", op, last)
+	}
 	return data, err
 }
 
 // once makes one attempt. A returned error wrapped in backoff.Permanent is
 // not retried; wait is the server's Retry-After, if any.
-func (c *Client) once(ctx context.Context, op, method, target string, body []byte) (json.RawMessage, time.Duration, error) {
+func (c *Client) once(ctx context.Context, op, method, target string, body []byte, limit int64) (json.RawMessage, time.Duration, error) {
 	actx, cancel := context.WithTimeout(ctx, c.attempt)
 	defer cancel()
 	var rd io.Reader
@@ -222,12 +234,12 @@ func (c *Client) once(ctx context.Context, op, method, target string, body []byt
 		return nil, 0, fmt.Errorf("%s: %w", op, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: reading response: %w", op, err)
 	}
-	if int64(len(raw)) > c.maxBody {
-		return nil, 0, backoff.Permanent(fmt.Errorf("%s: %w (over %d bytes)", op, ErrBodyTooLarge, c.maxBody))
+	if int64(len(raw)) > limit {
+		return nil, 0, backoff.Permanent(fmt.Errorf("%s: %w (over %d bytes)", op, ErrBodyTooLarge, limit))
 	}
 	var env envelope
 	envErr := json.Unmarshal(raw, &env)
@@ -271,7 +283,7 @@ func (c *Client) ListTargets(ctx context.Context, region string) ([]Peer, []stri
 	if region != "" {
 		q.Set("region", region)
 	}
-	data, err := c.do(ctx, "fetching peers", http.MethodGet, c.endpoint("peers", q), nil)
+	data, err := c.do(ctx, "fetching peers", http.MethodGet, c.endpoint("peers", q), nil, c.maxList)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -292,7 +304,7 @@ func (c *Client) Submit(ctx context.Context, s Status) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.do(ctx, "reporting peer "+strconv.FormatInt(s.ID, 10), http.MethodPut, c.endpoint("nodes/status", nil), body)
+	_, err = c.do(ctx, "reporting peer "+strconv.FormatInt(s.ID, 10), http.MethodPut, c.endpoint("nodes/status", nil), body, c.maxBody)
 	return err
 }
 
@@ -306,8 +318,45 @@ func ResponseTimeMS(us int64) int64 {
 	return ms
 }
 
-// IsNetError reports whether err is a transport-level failure.
-func IsNetError(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne)
+// ErrorClass names the kind of a backend failure for logs and metrics:
+// auth, rate_limited, server_error, client_error, rejected (2xx with an
+// envelope code), too_large, bad_response, redirect, tls, timeout,
+// refused or network.
+func ErrorClass(err error) string {
+	var (
+		he      *HTTPError
+		certErr *tls.CertificateVerificationError
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+		ne      net.Error
+	)
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &he):
+		switch {
+		case he.Status == http.StatusUnauthorized || he.Status == http.StatusForbidden:
+			return "auth"
+		case he.Status == http.StatusTooManyRequests:
+			return "rate_limited"
+		case he.Status >= 500:
+			return "server_error"
+		case he.Status/100 == 2:
+			return "rejected"
+		}
+		return "client_error"
+	case errors.Is(err, ErrBodyTooLarge):
+		return "too_large"
+	case errors.Is(err, ErrBadEnvelope):
+		return "bad_response"
+	case errors.Is(err, ErrCrossRedirect):
+		return "redirect"
+	case errors.As(err, &certErr), errors.As(err, &unknown), errors.As(err, &host):
+		return "tls"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	}
+	return "network"
 }

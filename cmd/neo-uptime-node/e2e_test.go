@@ -161,7 +161,7 @@ func TestRun_EndToEnd(t *testing.T) {
 		peer(2, real.URL("wss"), "e2e-net", "e2e-secret-51"),
 		peer(3, real.URL("tcp"), "e2e-net", "wrong-secret"),
 		peer(4, healthy.TCPURL(), "fake-net", "f"),
-		peer(5, fmt.Sprintf("tcp://127.0.0.1:%d", refused), "n", ""),
+		peer(5, fmt.Sprintf("tcp://127.0.0.254:%d", refused), "n", ""),
 		peer(6, blackhole.UDPURL(), "n", ""),
 		peer(7, slow.TCPURL(), "slow-net", ""),
 	}}
@@ -238,7 +238,7 @@ func TestRun_UndeliveredReportsSurvive(t *testing.T) {
 	refused := easytiertest.FreePortBlock(t)
 	be := &testBackend{failPuts: true, peers: []map[string]any{
 		peer(1, healthy.TCPURL(), "n", ""),
-		peer(2, fmt.Sprintf("tcp://127.0.0.1:%d", refused), "n", ""),
+		peer(2, fmt.Sprintf("tcp://127.0.0.254:%d", refused), "n", ""),
 	}}
 	srv := httptest.NewServer(be)
 	defer srv.Close()

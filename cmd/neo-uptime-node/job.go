@@ -41,7 +41,13 @@ const (
 	keyReason = "reason"
 	keyRTT    = "rtt_ms"
 	keyErr    = "err"
+	keyErrCls = "err_class"
 )
+
+// pendingMaxAge bounds how long an undelivered report is retried: a report
+// for a peer still monitored is replaced by each fresher result well
+// before; one older than this belongs to a peer the backend dropped.
+const pendingMaxAge = time.Hour
 
 // saveReserve is the part of -report-reserve kept at the very end of a run
 // for writing state: a quarter of it, at most a second.
@@ -163,7 +169,11 @@ func (j *Job) peers(ctx context.Context, st *state.State, rep *RunReport) ([]rep
 		rep.PeerSource = "cache"
 		return j.fromCache(st, rep), nil
 	}
-	peers, warns, err := j.Backend.ListTargets(ctx, cfg.Region)
+	// A failing backend gets a fifth of the run, so that the cached list
+	// still leaves time to probe and report.
+	fctx, fcancel := context.WithTimeout(ctx, max(cfg.Deadline/5, 2*time.Second))
+	defer fcancel()
+	peers, warns, err := j.Backend.ListTargets(fctx, cfg.Region)
 	for _, w := range warns {
 		j.Log.Warn("peer list", "warning", w)
 		rep.Warnings = append(rep.Warnings, w)
@@ -174,11 +184,12 @@ func (j *Job) peers(ctx context.Context, st *state.State, rep *RunReport) ([]rep
 		return peers, nil
 	}
 	if len(st.Peers.Peers) > 0 && age < cfg.PeerCacheMaxAge {
-		j.Log.Warn("backend unreachable, using cached peer list", "age", age.Round(time.Second).String(), keyErr, err)
+		j.Log.Warn("backend unreachable, using cached peer list", "age", age.Round(time.Second).String(), keyErrCls, report.ErrorClass(err), keyErr, err)
 		rep.PeerSource = "cache"
 		rep.Warnings = append(rep.Warnings, "peer list from cache: "+err.Error())
 		return j.fromCache(st, rep), nil
 	}
+	j.Log.Error("fetching peers", keyErrCls, report.ErrorClass(err), keyErr, err)
 	return nil, fmt.Errorf("%w: %w", ErrNoPeers, err)
 }
 
@@ -319,6 +330,11 @@ func (j *Job) deliver(ctx context.Context, st *state.State, fresh []report.Statu
 			rep.PendingReplaced++
 			continue
 		}
+		if now.Sub(p.MeasuredAt) > pendingMaxAge {
+			rep.PendingExpired++
+			j.Log.Error("dropping an undelivered report older than "+pendingMaxAge.String(), keyPeer, id, "status", p.Status, "measured_at", p.MeasuredAt)
+			continue
+		}
 		items = append(items, item{report.Status{ID: p.ID, Status: p.Status, ResponseTime: p.ResponseTime, PeerCount: p.PeerCount}, p.MeasuredAt, true})
 	}
 	sort.Slice(items, func(a, b int) bool { return items[a].s.ID < items[b].s.ID })
@@ -347,21 +363,22 @@ func (j *Job) deliver(ctx context.Context, st *state.State, fresh []report.Statu
 	for i, it := range items {
 		err := errs[i]
 		var he *report.HTTPError
-		switch {
-		case err == nil:
+		if err == nil {
 			delivered++
 			if it.pending {
 				rep.PendingDelivered++
 			}
-		case errors.As(err, &he) && !he.Retryable() && he.Status != 401 && he.Status != 403:
-			// The backend refused this report for good: keeping it would
-			// fail again every run. Say so loudly instead.
+			continue
+		}
+		// Kept either way: a refusal may be the backend's passing fault
+		// (code 500 in a 2xx envelope), and a fresher result replaces it.
+		rep.Undelivered++
+		next[it.s.ID] = state.Pending{ID: it.s.ID, Status: it.s.Status, ResponseTime: it.s.ResponseTime, PeerCount: it.s.PeerCount, MeasuredAt: it.at}
+		if errors.As(err, &he) && !he.Retryable() && he.Status != 401 && he.Status != 403 {
 			rep.Rejected++
-			j.Log.Error("backend rejected report", keyPeer, it.s.ID, "status", it.s.Status, keyErr, err)
-		default:
-			rep.Undelivered++
-			next[it.s.ID] = state.Pending{ID: it.s.ID, Status: it.s.Status, ResponseTime: it.s.ResponseTime, PeerCount: it.s.PeerCount, MeasuredAt: it.at}
-			j.Log.Warn("report not delivered, kept for the next run", keyPeer, it.s.ID, keyErr, err)
+			j.Log.Error("backend rejected report, kept for the next run", keyPeer, it.s.ID, "status", it.s.Status, keyErrCls, report.ErrorClass(err), keyErr, err)
+		} else {
+			j.Log.Warn("report not delivered, kept for the next run", keyPeer, it.s.ID, keyErrCls, report.ErrorClass(err), keyErr, err)
 		}
 	}
 	for i := range rep.Peers {

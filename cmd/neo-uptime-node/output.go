@@ -31,6 +31,7 @@ type RunReport struct {
 	Rejected         int                `json:"rejected"`
 	PendingDelivered int                `json:"pending_delivered"`
 	PendingReplaced  int                `json:"pending_replaced"`
+	PendingExpired   int                `json:"pending_expired,omitempty"`
 	Phases           map[string]float64 `json:"phases"`
 }
 
@@ -171,7 +172,7 @@ func writeTable(w io.Writer, r *RunReport) {
 			rtt, p.Loss*100, dash(p.Version), foreign, rep)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\n%d peers from %s; %d reports delivered, %d kept for the next run, %d rejected\n",
+	fmt.Fprintf(w, "\n%d peers from %s; %d reports delivered, %d kept for the next run (%d of them refused by the backend)\n",
 		len(r.Peers), r.PeerSource, r.Reported, r.Undelivered, r.Rejected)
 }
 

@@ -3,6 +3,7 @@ package easytier
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -158,6 +159,9 @@ func ProbeTarget(ctx context.Context, t Target, opts Options) (Observation, erro
 	addrs, err := resolve(ctx, opts, t.Host)
 	obs.Timings.DNS = time.Since(start)
 	if err != nil {
+		if errors.Is(err, ErrTargetDenied) {
+			obs.Reason = ReasonTargetDenied
+		}
 		return obs, err
 	}
 	var pc packetConn

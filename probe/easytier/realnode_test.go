@@ -136,7 +136,7 @@ func TestConformance_RealNode(t *testing.T) {
 			t.Run(scheme+"/"+tc.name, func(t *testing.T) {
 				rec := &recorder{scheme: scheme}
 				opts := easytier.Options{
-					NetworkName: tc.network, NetworkSecret: tc.secret,
+					NetworkName: tc.network, NetworkSecret: tc.secret, RouteWait: 4 * time.Second,
 					OnSend: func(p []byte) { rec.add(">", p) },
 					OnRecv: func(p []byte) { rec.add("<", p) },
 				}

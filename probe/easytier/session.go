@@ -133,6 +133,8 @@ func (s *session) run(ctx context.Context) error {
 		routeDone    bool
 		routeUntil   time.Time
 		foreignUntil time.Time
+		reaskAt      time.Time // when to repeat the route sync request
+		reasks       int
 	)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -170,6 +172,17 @@ func (s *session) run(ctx context.Context) error {
 				until := routeUntil
 				if s.self != nil {
 					until = foreignUntil
+				}
+				// Like EasyTier's own retries: ask again if nothing came.
+				if s.self == nil && reasks < maxReasks && !now.Before(reaskAt) {
+					reasks++
+					reaskAt = now.Add(reaskEvery)
+					if err := s.askRoute(); err != nil {
+						return err
+					}
+				}
+				if s.self == nil && reasks < maxReasks && reaskAt.Before(until) {
+					until = reaskAt
 				}
 				switch {
 				case s.self == nil && !now.Before(routeUntil):
@@ -215,6 +228,7 @@ func (s *session) run(ctx context.Context) error {
 				if s.opts.RouteWait > 0 {
 					routeUntil = in.at.Add(s.opts.RouteWait)
 					foreignUntil = in.at.Add(max(s.opts.RouteWait, s.opts.ForeignWait))
+					reaskAt = in.at.Add(reaskEvery)
 					if err := s.askRoute(); err != nil {
 						return err
 					}
@@ -223,6 +237,13 @@ func (s *session) run(ctx context.Context) error {
 		}
 	}
 }
+
+// The route sync request is repeated at most maxReasks times, reaskEvery
+// apart, while the node has not pushed its routes.
+const (
+	maxReasks  = 2
+	reaskEvery = 500 * time.Millisecond
+)
 
 func (s *session) ping() error {
 	seq := s.nextSeq
