@@ -202,7 +202,7 @@ func (c *Client) do(ctx context.Context, op, method, target string, body []byte,
 	err := backoff.Retry(operation, backoff.WithContext(ra, ctx))
 	if err != nil && ctx.Err() != nil && last != nil && !errors.Is(last, ctx.Err()) {
 		// Out of time while retrying: keep the cause, not just the deadline.
-		return nil, fmt.Errorf("%s: out of time after retries: %w", op, last)
+		return nil, fmt.Errorf("out of time after retries: %w", last)
 	}
 	return data, err
 }

@@ -121,6 +121,8 @@ var defaultDeny = []netip.Prefix{
 	netip.MustParsePrefix("fe80::/10"),
 	netip.MustParsePrefix("fd00:ec2::254/128"),
 	netip.MustParsePrefix("100.100.100.200/32"), // Alibaba Cloud metadata
+	netip.MustParsePrefix("0.0.0.0/8"),          // "this host": connects to the prober itself
+	netip.MustParsePrefix("::/128"),
 }
 
 // newFlagSet declares every flag on fs, bound to cfg.

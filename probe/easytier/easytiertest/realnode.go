@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -259,4 +260,26 @@ type testLogWriter struct{ t testing.TB }
 func (w *testLogWriter) Write(p []byte) (int, error) {
 	w.t.Logf("node: %s", p)
 	return len(p), nil
+}
+
+// RSSKiB reads the node process's resident memory from /proc.
+func (n *RealNode) RSSKiB() (int, error) {
+	n.mu.Lock()
+	cmd := n.cmd
+	n.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return 0, fmt.Errorf("node not running")
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kib int
+			_, err := fmt.Sscanf(strings.TrimSpace(rest), "%d", &kib)
+			return kib, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc status")
 }
