@@ -190,7 +190,7 @@ func (s *session) run(ctx context.Context) error {
 					if obs.NodeMissed == "" {
 						obs.NodeMissed = ReasonNoRouteInfo
 					}
-				case s.self != nil && (s.gotForeign || obs.Mode == "foreign" || !now.Before(foreignUntil)):
+				case s.self != nil && (s.gotForeign || obs.Mode == "foreign" || s.opts.ForeignWait < 0 || !now.Before(foreignUntil)):
 					routeDone = true
 				case until.Before(wake):
 					wake = until
