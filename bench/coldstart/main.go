@@ -13,18 +13,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
+
+	"github.com/neouptime/neo-uptime-node/bench/internal/stats"
 )
 
+// stat is a series of runs, printed as its median with the spread.
 type stat []float64
 
-func (s stat) String() string {
-	v := append([]float64(nil), s...)
-	sort.Float64s(v)
-	return fmt.Sprintf("%.1f (%.1f–%.1f)", v[len(v)/2], v[0], v[len(v)-1])
-}
+func (s stat) String() string { return stats.Spread(s) }
 
 func main() {
 	bin := flag.String("bin", "bin/neo-uptime-node", "binary")
@@ -87,15 +85,9 @@ func main() {
 		}
 		fmt.Printf("| bootstrap under the Lambda emulator: first invocation (init + run) | %s |\n", cold)
 		fmt.Printf("| bootstrap under the Lambda emulator: second, warm invocation | %s |\n", warm)
-		fmt.Printf("| → init cost (first − warm, median) | %.1f |\n", median(cold)-median(warm))
+		fmt.Printf("| → init cost (first − warm, median) | %.1f |\n", stats.Median(cold)-stats.Median(warm))
 	}
 	fmt.Println()
-}
-
-func median(s stat) float64 {
-	v := append([]float64(nil), s...)
-	sort.Float64s(v)
-	return v[len(v)/2]
 }
 
 func freeAddr() string {

@@ -18,11 +18,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/neouptime/neo-uptime-node/bench/internal/stats"
 	"github.com/neouptime/neo-uptime-node/probe/easytier/easytiertest"
 )
 
@@ -118,7 +118,7 @@ func main() {
 			os.RemoveAll(dir)
 		}
 		srv.Close()
-		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s |\n", n, spread(refT), spread(ourT), ratio(refT, ourT), spread(refM), spread(ourM), ratio(refM, ourM))
+		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s |\n", n, stats.Spread(refT), stats.Spread(ourT), ratio(refT, ourT), stats.Spread(refM), stats.Spread(ourM), ratio(refM, ourM))
 	}
 	fmt.Println()
 }
@@ -131,24 +131,9 @@ func splitHostPort(u string) (string, int) {
 	return hp[:i], p
 }
 
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return s[len(s)/2]
-}
-
-func spread(v []float64) string {
-	if len(v) == 0 {
-		return "-"
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return fmt.Sprintf("%.2f (%.2f–%.2f)", s[len(s)/2], s[0], s[len(s)-1])
-}
-
 func ratio(ref, ours []float64) string {
 	if len(ref) == 0 || len(ours) == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.1f×", median(ref)/median(ours))
+	return fmt.Sprintf("%.1f×", stats.Median(ref)/stats.Median(ours))
 }

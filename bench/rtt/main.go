@@ -15,7 +15,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/neouptime/neo-uptime-node/bench/internal/stats"
 	"github.com/neouptime/neo-uptime-node/probe/easytier"
 	"github.com/neouptime/neo-uptime-node/probe/easytier/easytiertest"
 )
@@ -113,7 +113,7 @@ func main() {
 			ours, _ := probeOnce(node, url, *samples)
 			base = append(base, ours)
 		}
-		baseline := median(base)
+		baseline := stats.Median(base)
 		for _, c := range cases {
 			if c.transportOnly != "" && c.transportOnly != tr {
 				continue
@@ -135,9 +135,9 @@ func main() {
 			}
 			target := 0.3 + 0.01*truth
 			ok := map[bool]string{true: "yes", false: "**no**"}
-			fmt.Printf("| %s | %s | %.2f | %s | %s | %.3f | %s | %s | %s |\n", tr, c.name, truth, spread(oursV), spread(nodeV),
-				median(oursErr), fmtMaybe(nodeErr), ok[median(oursErr) <= target || c.jitterMS > 0 || c.loss > 0],
-				ok[len(nodeErr) == 0 || median(oursErr) <= median(nodeErr)+0.05])
+			fmt.Printf("| %s | %s | %.2f | %s | %s | %.3f | %s | %s | %s |\n", tr, c.name, truth, stats.Spread(oursV), stats.Spread(nodeV),
+				stats.Median(oursErr), fmtMaybe(nodeErr), ok[stats.Median(oursErr) <= target || c.jitterMS > 0 || c.loss > 0],
+				ok[len(nodeErr) == 0 || stats.Median(oursErr) <= stats.Median(nodeErr)+0.05])
 		}
 		setDelay(0, 0, 0)
 	}
@@ -146,29 +146,11 @@ func main() {
 	fmt.Println()
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return s[len(s)/2]
-}
-
-func spread(v []float64) string {
-	if len(v) == 0 {
-		return "-"
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return fmt.Sprintf("%.2f (%.2f–%.2f)", s[len(s)/2], s[0], s[len(s)-1])
-}
-
 func fmtMaybe(v []float64) string {
 	if len(v) == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.3f", median(v))
+	return fmt.Sprintf("%.3f", stats.Median(v))
 }
 
 // probeOnce probes through the proxy and, while the connection is still

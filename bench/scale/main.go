@@ -26,7 +26,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/neouptime/neo-uptime-node/bench/internal/stats"
 	"github.com/neouptime/neo-uptime-node/probe"
 	"github.com/neouptime/neo-uptime-node/probe/easytier"
 	"github.com/neouptime/neo-uptime-node/probe/easytier/easytiertest"
@@ -59,28 +59,10 @@ func main() {
 	}
 }
 
-// stat is a median with its spread.
+// stat is a series of runs, printed as its median with the spread.
 type stat []float64
 
-func (s stat) String() string {
-	if len(s) == 0 {
-		return "-"
-	}
-	v := append([]float64(nil), s...)
-	sort.Float64s(v)
-	med := v[len(v)/2]
-	return fmt.Sprintf("%s (%s–%s)", num(med), num(v[0]), num(v[len(v)-1]))
-}
-
-func num(f float64) string {
-	switch {
-	case f >= 100:
-		return strconv.FormatFloat(f, 'f', 0, 64)
-	case f >= 10:
-		return strconv.FormatFloat(f, 'f', 1, 64)
-	}
-	return strconv.FormatFloat(f, 'f', 2, 64)
-}
+func (s stat) String() string { return stats.Spread(s) }
 
 // fakes starts n fake nodes on 127.0.0.1 … 127.0.0.n.
 func fakes(n int, delay time.Duration) []*easytiertest.Fake {

@@ -279,42 +279,48 @@ func TestRun_UndeliveredReportsSurvive(t *testing.T) {
 	}
 }
 
-func TestRun_LeaseOneOfTwo(t *testing.T) {
-	slowish, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n", Delay: 300 * time.Millisecond})
+// TestRun_LeaseOneRunAtATime starts 2 and then 10 processes together on
+// one state file: exactly one probes and reports, the others exit 0 saying
+// who holds the lease until when.
+func TestRun_LeaseOneRunAtATime(t *testing.T) {
+	node, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n", Delay: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer slowish.Close()
-	be := &testBackend{peers: []map[string]any{peer(1, slowish.TCPURL(), "n", ""), peer(2, slowish.UDPURL(), "n", "")}}
-	srv := httptest.NewServer(be)
-	defer srv.Close()
-	env := map[string]string{"BACKEND_BASE_URL": srv.URL + "/api", "API_KEY": "test-key-9b1",
-		"DATABASE_PATH": filepath.Join(t.TempDir(), "state.db")}
-	var wg sync.WaitGroup
-	results := make([]runResult, 2)
-	for i := range results {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			results[i] = runBinary(t, env, "-output", "json", "-samples", "3")
-		}(i)
-	}
-	wg.Wait()
-	skipped := 0
-	for _, r := range results {
-		if r.code != exitOK {
-			t.Errorf("exit code = %d, want 0\n%s", r.code, r.stderr)
-		}
-		if r.report.Skipped {
-			skipped++
-			if !strings.Contains(r.stderr, "another run holds the lease") || !strings.Contains(r.stderr, "lease_until") {
-				t.Errorf("skipped run did not say who holds the lease until when:\n%s", r.stderr)
+	defer node.Close()
+	for _, n := range []int{2, 10} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			be := &testBackend{peers: []map[string]any{peer(1, node.TCPURL(), "n", ""), peer(2, node.UDPURL(), "n", "")}}
+			srv := httptest.NewServer(be)
+			defer srv.Close()
+			env := map[string]string{"BACKEND_BASE_URL": srv.URL + "/api", "API_KEY": "test-key-9b1",
+				"DATABASE_PATH": filepath.Join(t.TempDir(), "state.db")}
+			var wg sync.WaitGroup
+			results := make([]runResult, n)
+			for i := range results {
+				wg.Add(1)
+				go func(i int) {
+					defer wg.Done()
+					results[i] = runBinary(t, env, "-output", "json", "-samples", "3")
+				}(i)
 			}
-		}
-	}
-	got := be.reports()
-	if skipped != 1 || len(got[1]) != 1 || len(got[2]) != 1 {
-		t.Errorf("skipped %d runs, reports %v; want exactly one run to probe and report each peer once", skipped, got)
+			wg.Wait()
+			ran := 0
+			for _, r := range results {
+				if r.code != exitOK {
+					t.Errorf("exit code = %d, want 0\n%s", r.code, r.stderr)
+				}
+				if !r.report.Skipped {
+					ran++
+				} else if !strings.Contains(r.stderr, "another run holds the lease") || !strings.Contains(r.stderr, "lease_until") {
+					t.Errorf("skipped run did not say who holds the lease until when:\n%s", r.stderr)
+				}
+			}
+			got := be.reports()
+			if ran != 1 || len(got[1]) != 1 || len(got[2]) != 1 {
+				t.Errorf("%d of %d runs probed, reports %v; want one run and one report per peer", ran, n, got)
+			}
+		})
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -159,42 +158,6 @@ func TestResourceBounds(t *testing.T) {
 		if g > 3*conc+60 {
 			t.Errorf("-concurrency %d: peak goroutines %d for 3,000 peers, want <= %d", conc, g, 3*conc+60)
 		}
-	}
-}
-
-// TestTenConcurrentInvocations: ten processes at once, one probes.
-func TestTenConcurrentInvocations(t *testing.T) {
-	node, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n", Delay: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
-	be := &testBackend{peers: []map[string]any{peer(1, node.TCPURL(), "n", ""), peer(2, node.UDPURL(), "n", "")}}
-	srv := httptest.NewServer(be)
-	defer srv.Close()
-	env := map[string]string{"BACKEND_BASE_URL": srv.URL + "/api", "API_KEY": "test-key-9b1", "DATABASE_PATH": filepath.Join(t.TempDir(), "s.db")}
-	var wg sync.WaitGroup
-	results := make([]runResult, 10)
-	for i := range results {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			results[i] = runBinary(t, env, "-output", "json", "-samples", "2")
-		}(i)
-	}
-	wg.Wait()
-	ran := 0
-	for _, r := range results {
-		if r.code != exitOK {
-			t.Errorf("exit %d\n%s", r.code, r.stderr)
-		}
-		if !r.report.Skipped {
-			ran++
-		}
-	}
-	got := be.reports()
-	if ran != 1 || len(got[1]) != 1 || len(got[2]) != 1 {
-		t.Errorf("%d of 10 runs probed; reports %v; want 1 run and one report per peer", ran, got)
 	}
 }
 

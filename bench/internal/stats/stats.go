@@ -1,0 +1,39 @@
+// Package stats formats benchmark figures: medians with their spread.
+package stats
+
+import (
+	"fmt"
+	"math"
+	"sort"
+)
+
+// Median of v (NaN when empty).
+func Median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+// Spread formats the median of v with its min–max, or "-" when empty.
+func Spread(v []float64) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return fmt.Sprintf("%s (%s–%s)", Num(s[len(s)/2]), Num(s[0]), Num(s[len(s)-1]))
+}
+
+// Num prints a figure with precision suited to its size.
+func Num(f float64) string {
+	switch {
+	case math.Abs(f) >= 100:
+		return fmt.Sprintf("%.0f", f)
+	case math.Abs(f) >= 10:
+		return fmt.Sprintf("%.1f", f)
+	}
+	return fmt.Sprintf("%.2f", f)
+}
