@@ -67,7 +67,7 @@ lint: ## gofmt and go vet
 validate-templates: $(PY) ## cfn-lint, sam validate --lint, sam build (arm64), kubernetes-validate
 	$(VENV)/bin/cfn-lint template.yaml
 	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --template template.yaml
-	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam build --template template.yaml --build-dir .aws-sam/build
+	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam build --build-in-source --template template.yaml --build-dir .aws-sam/build
 	@file .aws-sam/build/ProbeFunction/bootstrap | tee /dev/stderr | grep -q 'ARM aarch64'
 	$(VENV)/bin/kubernetes-validate --strict deploy/kubernetes/*.yaml
 
