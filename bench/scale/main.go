@@ -171,7 +171,7 @@ func jobTable(bin string, runs int, delay time.Duration, sizes string) {
 			f.Close()
 		}
 	}()
-	fmt.Printf("### One invocation of the binary (fake nodes answer pongs after %v; 1 ping per probe; tcp)\n\n", delay)
+	fmt.Printf("### One invocation of the binary (default -concurrency 1024, 10 s deadline; fake nodes answer pongs after %v; 1 ping per probe with route sync; tcp)\n\n", delay)
 	fmt.Println("| peers | wall s | wall − slowest RTT ms | CPU s | peak RSS MB | peak goroutines | peak fds | reported |")
 	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, s := range strings.Split(sizes, ",") {
@@ -189,8 +189,8 @@ func jobTable(bin string, runs int, delay time.Duration, sizes string) {
 		for r := 0; r < runs; r++ {
 			dir, _ := os.MkdirTemp("", "neo-bench-")
 			be.puts.Store(0)
-			cmd := exec.Command(bin, "-output", "json", "-samples", "1", "-deadline", "15s", "-report-reserve", "4s",
-				"-concurrency", "10000", "-report-concurrency", "64", "-route-wait", "1s", "-log-level", "warn")
+			cmd := exec.Command(bin, "-output", "json", "-samples", "1", "-deadline", "10s", "-report-reserve", "3s",
+				"-report-concurrency", "64", "-log-level", "warn")
 			cmd.Env = []string{"BACKEND_BASE_URL=" + srv.URL, "API_KEY=bench", "DATABASE_PATH=" + filepath.Join(dir, "s.db"), "NEO_DEBUG_PEAKS=1"}
 			var out, errb bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &errb
@@ -210,20 +210,19 @@ func jobTable(bin string, runs int, delay time.Duration, sizes string) {
 			for _, p := range rep0.Peers {
 				slowest = max(slowest, p.LatencyUS)
 			}
-			var peaks struct{ Goroutines, FDs int }
-			if i := strings.LastIndex(errb.String(), `{"peak_goroutines"`); i >= 0 {
-				var pk struct {
-					G int `json:"peak_goroutines"`
-					F int `json:"peak_fds"`
-				}
+			var pk struct {
+				G   int `json:"peak_goroutines"`
+				F   int `json:"peak_fds"`
+				RSS int `json:"peak_rss_kib"`
+			}
+			if i := strings.LastIndex(errb.String(), `{"peak_`); i >= 0 {
 				json.Unmarshal([]byte(strings.SplitN(errb.String()[i:], "\n", 2)[0]), &pk)
-				peaks.Goroutines, peaks.FDs = pk.G, pk.F
 			}
 			wall = append(wall, el.Seconds())
 			over = append(over, float64(el.Microseconds()-slowest)/1000)
 			cpu = append(cpu, time.Duration(ru.Utime.Nano()+ru.Stime.Nano()).Seconds())
-			rss = append(rss, float64(ru.Maxrss)/1024)
-			gor, fds = append(gor, float64(peaks.Goroutines)), append(fds, float64(peaks.FDs))
+			rss = append(rss, float64(pk.RSS)/1024)
+			gor, fds = append(gor, float64(pk.G)), append(fds, float64(pk.F))
 			rep = append(rep, float64(be.puts.Load()))
 			os.RemoveAll(dir)
 		}

@@ -99,12 +99,13 @@ func TestLambda_UnderRuntimeEmulator(t *testing.T) {
 	}
 	ddb, endpoint := dynalitetest.Start(t)
 	table := dynalitetest.CreateTable(t, ddb)
-	node, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "lambda-net", NetworkSecret: "ls", Foreign: []string{"x"}, Encrypt: "aes-gcm"})
+	const netSecret = "LAMBDA-NETSECRET-41c7"
+	node, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "lambda-net", NetworkSecret: netSecret, Foreign: []string{"x"}, Encrypt: "aes-gcm"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer node.Close()
-	be := &testBackend{peers: []map[string]any{peer(1, node.TCPURL(), "lambda-net", "ls"), peer(2, node.WSURL(), "lambda-net", "ls")}}
+	be := &testBackend{peers: []map[string]any{peer(1, node.TCPURL(), "lambda-net", netSecret), peer(2, node.WSURL(), "lambda-net", netSecret)}}
 	srv := httptest.NewServer(be)
 	defer srv.Close()
 
@@ -176,7 +177,26 @@ func TestLambda_UnderRuntimeEmulator(t *testing.T) {
 	if !strings.Contains(logs.String(), `"_aws"`) || !strings.Contains(logs.String(), "NeoUptimeNode") {
 		t.Errorf("no CloudWatch EMF metrics line in the logs:\n%s", logs.String())
 	}
-	if strings.Contains(logs.String(), "test-key-9b1") || strings.Contains(logs.String(), `"ls"`) {
+	if strings.Contains(logs.String(), "test-key-9b1") || strings.Contains(logs.String(), netSecret) {
 		t.Error("a secret appears in the Lambda logs")
+	}
+	// Nor anywhere in the DynamoDB state.
+	scan, err := ddb.Scan(context.Background(), &dynamodb.ScanInput{TableName: &table})
+	if err != nil || len(scan.Items) == 0 {
+		t.Fatalf("scanning the state table: %d items, %v", len(scan.Items), err)
+	}
+	dump := fmt.Sprintf("%#v", scan.Items)
+	for _, it := range scan.Items {
+		for _, v := range it {
+			if sv, ok := v.(*types.AttributeValueMemberS); ok {
+				dump += sv.Value
+			}
+		}
+	}
+	if strings.Contains(dump, netSecret) || strings.Contains(dump, "test-key-9b1") {
+		t.Error("a secret is stored in the DynamoDB state")
+	}
+	if !strings.Contains(dump, "sealed_secret") {
+		t.Error("no sealed peer cache in DynamoDB: the check proves nothing")
 	}
 }

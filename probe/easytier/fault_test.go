@@ -2,6 +2,8 @@ package easytier_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"os"
 	"runtime"
@@ -181,3 +183,77 @@ func TestProbe_RefusedAndUnsupported(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestProbe_WSSVerification(t *testing.T) {
+	f, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n", TLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	probeWith := func(cfg *tls.Config) (easytier.Observation, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		return easytier.Probe(ctx, f.WSURL(), easytier.Options{NetworkName: "n", Samples: 1, TLS: cfg})
+	}
+	// Default: like EasyTier, a self-signed certificate is accepted.
+	if obs, err := probeWith(nil); err != nil || obs.Timings.TLS <= 0 {
+		t.Errorf("unverified wss = %v (tls %v), want ok", err, obs.Timings.TLS)
+	}
+	// Verifying against the right CA: ok.
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(f.WSCertPEM())
+	if _, err := probeWith(&tls.Config{RootCAs: pool}); err != nil {
+		t.Errorf("wss verified with its CA = %v, want ok", err)
+	}
+	// Verifying against another CA: a protocol failure at the tls stage.
+	obs, err := probeWith(&tls.Config{RootCAs: x509.NewCertPool()})
+	if got := probe.Classify(err); got != probe.ClassProtocol || obs.Stage != easytier.StageTLS {
+		t.Errorf("wss with a wrong CA = %v, class %s, stage %s; want protocol at tls", err, got, obs.Stage)
+	}
+}
+
+// TestProbe_UDPReorderDuplicateLoss runs udp probes through a relay that
+// reorders, duplicates or drops the node's datagrams.
+func TestProbe_UDPReorderDuplicateLoss(t *testing.T) {
+	f, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n", NetworkSecret: "s", Foreign: []string{"a"}, Encrypt: "aes-gcm", Behavior: easytiertest.HugeRoute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, tc := range []struct {
+		name      string
+		faults    easytiertest.RelayFaults
+		wantLost  int
+		wantRoute bool
+	}{
+		{"duplicate", easytiertest.RelayFaults{Duplicate: true}, 0, true},
+		{"reorder", easytiertest.RelayFaults{Reorder: true}, 0, true},
+		{"lose every 2nd pong", easytiertest.RelayFaults{DropPongsOf: 2}, 3, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fds := openFDs(t)
+			relay, err := easytiertest.StartUDPRelay(strings.TrimPrefix(f.UDPURL(), "udp://"), tc.faults)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			var sent [][]byte
+			obs, err := easytier.Probe(ctx, relay.URL(), easytier.Options{NetworkName: "n", NetworkSecret: "s", Samples: 6,
+				Interval: 20 * time.Millisecond, PingTimeout: 300 * time.Millisecond,
+				OnSend: func(p []byte) { sent = append(sent, append([]byte(nil), p...)) }})
+			if err != nil {
+				t.Fatalf("probe = %v (%s)", err, obs.Reason)
+			}
+			if obs.Sent != 6 || obs.Lost != tc.wantLost || len(obs.SamplesUS) != 6-tc.wantLost {
+				t.Errorf("sent %d, lost %d, samples %d; want 6, %d, %d (duplicates must not count twice)", obs.Sent, obs.Lost, len(obs.SamplesUS), tc.wantLost, 6-tc.wantLost)
+			}
+			if (obs.Node != nil) != tc.wantRoute || (obs.Node != nil && obs.Node.ForeignNetworks != 1) {
+				t.Errorf("node info = %+v (%s)", obs.Node, obs.NodeMissed)
+			}
+			assertAllowed(t, sent)
+			relay.Close() // its sockets are the test's, not the prober's
+			assertNoLeaks(t, fds)
+		})
+	}
+}

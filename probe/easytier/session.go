@@ -67,7 +67,7 @@ func newSession(pc packetConn, opts Options, obs *Observation) *session {
 		sessID:     binary.LittleEndian.Uint64(b[4:]),
 		txID:       int64(binary.LittleEndian.Uint64(b[12:]) >> 1),
 		digest:     wire.Digest(opts.NetworkName, opts.NetworkSecret),
-		in:         make(chan inbound, 64),
+		in:         make(chan inbound, 16),
 		readerDone: make(chan struct{}),
 		sentAt:     map[uint32]time.Time{},
 	}

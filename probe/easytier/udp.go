@@ -39,7 +39,9 @@ func dialUDP(ctx context.Context, addrs []netip.Addr, port int, obs *Observation
 	}
 	var r [12]byte
 	_, _ = rand.Read(r[:])
-	u := &udpConn{c: c, connID: binary.LittleEndian.Uint32(r[:]), rbuf: make([]byte, 65536)}
+	// Nodes keep datagrams under 2000 bytes (UDP_DATA_MTU); a larger one is
+	// truncated, fails its length check and is dropped, as a node would.
+	u := &udpConn{c: c, connID: binary.LittleEndian.Uint32(r[:]), rbuf: make([]byte, 4096)}
 	magic := binary.LittleEndian.Uint64(r[4:])
 	syn := wire.AppendUDPSyn(nil, u.connID, magic)
 	start := time.Now()

@@ -31,8 +31,8 @@ func dialWS(ctx context.Context, t Target, addrs []netip.Addr, opts Options, obs
 	}
 	d := websocket.Dialer{
 		NetDialContext:  netDial,
-		ReadBufferSize:  4096,
-		WriteBufferSize: 4096,
+		ReadBufferSize:  2048, // one node packet; larger messages are read in parts
+		WriteBufferSize: 2048,
 	}
 	if t.Scheme == "wss" {
 		cfg := &tls.Config{InsecureSkipVerify: true} //nolint:gosec // EasyTier nodes use self-signed certs
@@ -41,8 +41,10 @@ func dialWS(ctx context.Context, t Target, addrs []netip.Addr, opts Options, obs
 		}
 		if cfg.ServerName == "" {
 			cfg.ServerName = t.Host
-			if _, err := netip.ParseAddr(t.Host); err == nil {
-				cfg.ServerName = "localhost" // what EasyTier's client sends for IP literals
+			if _, err := netip.ParseAddr(t.Host); err == nil && opts.TLS == nil {
+				// What EasyTier's client sends for IP literals. When we
+				// verify, the IP itself must be checked against the SANs.
+				cfg.ServerName = "localhost"
 			}
 		}
 		d.NetDialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {

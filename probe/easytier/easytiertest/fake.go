@@ -5,6 +5,7 @@ package easytiertest
 
 import (
 	"encoding/binary"
+	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
@@ -48,6 +49,7 @@ type Fake struct {
 	Delay         time.Duration // added before every pong
 	Encrypt       string        // cipher for route pushes; "" sends plaintext
 	ListenIP      string        // default 127.0.0.1; any 127.0.0.0/8 address works
+	TLS           bool          // serve wss instead of ws (certificate: WSCertPEM)
 
 	PeerID uint32
 	tcp    net.Listener
@@ -101,7 +103,11 @@ func StartFake(f *Fake) (*Fake, error) {
 	}))
 	f.ws.Listener.Close()
 	f.ws.Listener = wsl
-	f.ws.Start()
+	if f.TLS {
+		f.ws.StartTLS()
+	} else {
+		f.ws.Start()
+	}
 	f.wg.Add(2)
 	go f.acceptTCP()
 	go f.serveUDP()
@@ -111,7 +117,18 @@ func StartFake(f *Fake) (*Fake, error) {
 // TCPURL, UDPURL and WSURL address the fake node.
 func (f *Fake) TCPURL() string { return "tcp://" + f.tcp.Addr().String() }
 func (f *Fake) UDPURL() string { return "udp://" + f.udp.LocalAddr().String() }
-func (f *Fake) WSURL() string  { return "ws://" + f.ws.Listener.Addr().String() + "/" }
+func (f *Fake) WSURL() string {
+	if f.TLS {
+		return "wss://" + f.ws.Listener.Addr().String() + "/"
+	}
+	return "ws://" + f.ws.Listener.Addr().String() + "/"
+}
+
+// WSCertPEM is the wss certificate in PEM, for CA-verification tests. The
+// httptest certificate is issued for 127.0.0.1 and "example.com".
+func (f *Fake) WSCertPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.ws.Certificate().Raw})
+}
 
 // Close stops the node and every connection it holds.
 func (f *Fake) Close() {

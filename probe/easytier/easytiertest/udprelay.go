@@ -1,0 +1,134 @@
+package easytiertest
+
+import (
+	"net"
+	"sync"
+	"time"
+
+	"github.com/neouptime/neo-uptime-node/probe/easytier/wire"
+)
+
+// RelayFaults selects what a UDPRelay does to the node's datagrams on
+// their way back to the prober.
+type RelayFaults struct {
+	Duplicate   bool // send every datagram twice (both directions)
+	Reorder     bool // swap each pair of consecutive node datagrams
+	DropPongsOf int  // drop every n-th Pong from the node (0: none)
+}
+
+// UDPRelay sits between a prober and a node's UDP listener on loopback.
+type UDPRelay struct {
+	ln     *net.UDPConn
+	up     *net.UDPAddr
+	faults RelayFaults
+	mu     sync.Mutex
+	conns  map[string]*net.UDPConn
+	wg     sync.WaitGroup
+}
+
+// StartUDPRelay relays to upstream ("127.0.0.1:port") with the faults.
+func StartUDPRelay(upstream string, faults RelayFaults) (*UDPRelay, error) {
+	up, err := net.ResolveUDPAddr("udp", upstream)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, err
+	}
+	r := &UDPRelay{ln: ln, up: up, faults: faults, conns: map[string]*net.UDPConn{}}
+	r.wg.Add(1)
+	go r.serve()
+	return r, nil
+}
+
+// URL is the relay's udp:// address.
+func (r *UDPRelay) URL() string { return "udp://" + r.ln.LocalAddr().String() }
+
+// Close stops the relay.
+func (r *UDPRelay) Close() {
+	r.ln.Close()
+	r.mu.Lock()
+	for _, c := range r.conns {
+		c.Close()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+func (r *UDPRelay) serve() {
+	defer r.wg.Done()
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := r.ln.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		r.mu.Lock()
+		c := r.conns[from.String()]
+		if c == nil {
+			if c, err = net.DialUDP("udp", nil, r.up); err != nil {
+				r.mu.Unlock()
+				continue
+			}
+			r.conns[from.String()] = c
+			r.wg.Add(1)
+			go r.back(c, from)
+		}
+		r.mu.Unlock()
+		c.Write(buf[:n])
+		if r.faults.Duplicate {
+			c.Write(buf[:n])
+		}
+	}
+}
+
+// back relays the node's datagrams to the prober, applying the faults.
+func (r *UDPRelay) back(c *net.UDPConn, to *net.UDPAddr) {
+	defer r.wg.Done()
+	buf := make([]byte, 65536)
+	var held []byte
+	pongs := 0
+	send := func(b []byte) {
+		r.ln.WriteToUDP(b, to)
+		if r.faults.Duplicate {
+			r.ln.WriteToUDP(b, to)
+		}
+	}
+	for {
+		if held != nil {
+			// A lone datagram is not held forever: the prober may be
+			// waiting for it (the SACK, the handshake reply).
+			c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		} else {
+			c.SetReadDeadline(time.Time{})
+		}
+		n, err := c.Read(buf)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			send(held)
+			held = nil
+			continue
+		}
+		if err != nil {
+			return
+		}
+		d := append([]byte(nil), buf[:n]...)
+		if _, typ, body, err := wire.ParseUDP(d); err == nil && typ == wire.UDPData && len(body) > 8 && wire.PacketType(body[8]) == wire.TypePong {
+			pongs++
+			if r.faults.DropPongsOf > 0 && pongs%r.faults.DropPongsOf == 0 {
+				continue
+			}
+		}
+		if r.faults.Reorder {
+			if held == nil {
+				held = d
+				continue
+			}
+			send(d)
+			send(held)
+			held = nil
+			continue
+		}
+		send(d)
+	}
+}
