@@ -10,7 +10,7 @@ DYNALITE     := .cache/dynalite/node_modules/dynalite/cli.js
 FUZZTIME     ?= 10s
 BENCHTIME    ?= 1s
 # Python packages for tests and template checks, pinned.
-PY_PKGS      := easytier-pyo3==0.1.3 cryptography cfn-lint==1.58.0 aws-sam-cli==1.170.0 kubernetes-validate==1.37.0
+PY_PKGS      := easytier-pyo3==0.1.3 cryptography cfn-lint==1.58.0 aws-sam-cli==1.170.0 kubernetes-validate==1.37.0 'moto[server]==5.2.5'
 RIE_VERSION  := v0.0.0-20261030222936-bef5c4ba774d
 RIE          := .cache/bin/aws-lambda-rie
 
@@ -21,10 +21,15 @@ export NEO_EASYTIER_PYTHON := $(abspath $(PY))
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
-$(PY):
-	python3 -m venv $(VENV)
+# The venv is (re)filled whenever PY_PKGS changes: the stamp names its hash.
+PKGS_HASH    := $(shell echo '$(PY_PKGS)' | md5sum | cut -c1-12)
+PY_STAMP     := $(VENV)/.pkgs-$(PKGS_HASH)
+
+$(PY_STAMP):
+	test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet $(PY_PKGS)
+	touch $@
 
 $(DYNALITE):
 	npm install --silent --no-audit --no-fund --prefix .cache/dynalite dynalite@4.0.0
@@ -32,7 +37,7 @@ $(DYNALITE):
 $(RIE):
 	GOBIN=$(abspath .cache/bin) $(GO) install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$(RIE_VERSION)
 
-deps: $(PY) $(DYNALITE) $(RIE) ## install test dependencies (Python venv, dynalite, Lambda emulator)
+deps: $(PY_STAMP) $(DYNALITE) $(RIE) ## install test dependencies (Python venv, dynalite, Lambda emulator)
 	$(GO) mod download
 
 build: ## build bin/neo-uptime-node
@@ -64,7 +69,7 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
 
-validate-templates: $(PY) ## cfn-lint, sam validate --lint, sam build (arm64), kubernetes-validate
+validate-templates: $(PY_STAMP) ## cfn-lint, sam validate --lint, sam build (arm64), kubernetes-validate
 	$(VENV)/bin/cfn-lint template.yaml
 	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --template template.yaml
 	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam build --build-in-source --template template.yaml --build-dir .aws-sam/build
