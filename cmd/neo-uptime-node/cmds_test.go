@@ -16,11 +16,7 @@ import (
 )
 
 func TestProbeCmd_ExplainsEveryStage(t *testing.T) {
-	f, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "ops-net", NetworkSecret: "ops-SECRET-77", Foreign: []string{"a", "b"}, Encrypt: "aes-gcm"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := startFake(t, &easytiertest.Fake{NetworkName: "ops-net", NetworkSecret: "ops-SECRET-77", Foreign: []string{"a", "b"}, Encrypt: "aes-gcm"})
 	secretFile := filepath.Join(t.TempDir(), "secret")
 	os.WriteFile(secretFile, []byte("ops-SECRET-77\n"), 0o600)
 	var out, errb bytes.Buffer
@@ -57,11 +53,7 @@ func TestProbeCmd_ExplainsEveryStage(t *testing.T) {
 
 // TestRun_DownAfterUpAfter checks the hysteresis over consecutive runs.
 func TestRun_DownAfterUpAfter(t *testing.T) {
-	node, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := startFake(t, &easytiertest.Fake{NetworkName: "n"})
 	up := peer(1, node.TCPURL(), "n", "")
 	down := peer(1, "tcp://127.0.0.254:1", "n", "")
 	be := &testBackend{}

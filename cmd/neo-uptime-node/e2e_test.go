@@ -40,6 +40,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// startFake starts a fake EasyTier node that the test stops at its end.
+func startFake(t *testing.T, f *easytiertest.Fake) *easytiertest.Fake {
+	t.Helper()
+	f, err := easytiertest.StartFake(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	return f
+}
+
 // testBackend serves a peer list and records status reports.
 type testBackend struct {
 	mu       sync.Mutex
@@ -139,21 +150,9 @@ func contains(s []string, v string) bool {
 
 func TestRun_EndToEnd(t *testing.T) {
 	real := easytiertest.StartReal(t, easytiertest.RealConfig{NetworkName: "e2e-net", NetworkSecret: "e2e-secret-51", Hostname: "e2e-real"})
-	healthy, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "fake-net", NetworkSecret: "f", Foreign: []string{"a", "b"}, Encrypt: "aes-gcm"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer healthy.Close()
-	blackhole, err := easytiertest.StartFake(&easytiertest.Fake{Behavior: easytiertest.AcceptSilence})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer blackhole.Close()
-	slow, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "slow-net", Delay: 6 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
+	healthy := startFake(t, &easytiertest.Fake{NetworkName: "fake-net", NetworkSecret: "f", Foreign: []string{"a", "b"}, Encrypt: "aes-gcm"})
+	blackhole := startFake(t, &easytiertest.Fake{Behavior: easytiertest.AcceptSilence})
+	slow := startFake(t, &easytiertest.Fake{NetworkName: "slow-net", Delay: 6 * time.Second})
 	refused := easytiertest.FreePortBlock(t)
 
 	be := &testBackend{peers: []map[string]any{
@@ -230,11 +229,7 @@ func TestRun_EndToEnd(t *testing.T) {
 }
 
 func TestRun_UndeliveredReportsSurvive(t *testing.T) {
-	healthy, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer healthy.Close()
+	healthy := startFake(t, &easytiertest.Fake{NetworkName: "n"})
 	refused := easytiertest.FreePortBlock(t)
 	be := &testBackend{failPuts: true, peers: []map[string]any{
 		peer(1, healthy.TCPURL(), "n", ""),
@@ -283,11 +278,7 @@ func TestRun_UndeliveredReportsSurvive(t *testing.T) {
 // one state file: exactly one probes and reports, the others exit 0 saying
 // who holds the lease until when.
 func TestRun_LeaseOneRunAtATime(t *testing.T) {
-	node, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n", Delay: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := startFake(t, &easytiertest.Fake{NetworkName: "n", Delay: 300 * time.Millisecond})
 	for _, n := range []int{2, 10} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			be := &testBackend{peers: []map[string]any{peer(1, node.TCPURL(), "n", ""), peer(2, node.UDPURL(), "n", "")}}
@@ -351,17 +342,9 @@ func TestRun_CorruptStateIsKept(t *testing.T) {
 }
 
 func TestRun_LoopStopsOnSIGTERMAfterReporting(t *testing.T) {
-	fast, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fast.Close()
+	fast := startFake(t, &easytiertest.Fake{NetworkName: "n"})
 	// A node that never answers keeps every run probing until its deadline.
-	silent, err := easytiertest.StartFake(&easytiertest.Fake{Behavior: easytiertest.AcceptSilence})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
+	silent := startFake(t, &easytiertest.Fake{Behavior: easytiertest.AcceptSilence})
 	be := &testBackend{peers: []map[string]any{peer(1, fast.TCPURL(), "n", ""), peer(2, silent.TCPURL(), "n", "")}}
 	srv := httptest.NewServer(be)
 	defer srv.Close()
@@ -377,7 +360,7 @@ func TestRun_LoopStopsOnSIGTERMAfterReporting(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	start := time.Now()
 	cmd.Process.Signal(os.Interrupt)
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if err != nil {
 		t.Fatalf("exit: %v\n%s", err, errb.String())
 	}

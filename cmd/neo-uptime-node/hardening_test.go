@@ -132,11 +132,7 @@ func runInProcess(t *testing.T, env map[string]string, args ...string) (int, Run
 }
 
 func TestBackendFaults_NothingLostOrDoubled(t *testing.T) {
-	node, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := startFake(t, &easytiertest.Fake{NetworkName: "n"})
 	refused := easytiertest.FreePortBlock(t)
 	peersBody, _ := json.Marshal(map[string]any{"code": 200, "data": map[string]any{"peers": []map[string]any{
 		peer(1, node.TCPURL(), "n", ""), peer(2, fmt.Sprintf("tcp://127.0.0.254:%d", refused), "n", ""),
@@ -225,11 +221,7 @@ func TestBackendFaults_NoPeerListAtAll(t *testing.T) {
 // output: stdout, logs, the state file and the metrics file.
 func TestSecrets_NeverLeak(t *testing.T) {
 	const apiKey, netSecret, wrongSecret = "APIKEY-9f8e7d-LEAKCHECK", "NETSECRET-a1b2c3-LEAKCHECK", "WRONGSECRET-z9-LEAKCHECK"
-	node, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "sec-net", NetworkSecret: netSecret, Encrypt: "aes-gcm"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := startFake(t, &easytiertest.Fake{NetworkName: "sec-net", NetworkSecret: netSecret, Encrypt: "aes-gcm"})
 	peers, _ := json.Marshal(map[string]any{"code": 200, "data": map[string]any{"peers": []map[string]any{
 		peer(1, node.TCPURL(), "sec-net", netSecret), peer(2, node.WSURL(), "sec-net", wrongSecret),
 	}}})

@@ -100,11 +100,7 @@ func TestLambda_UnderRuntimeEmulator(t *testing.T) {
 	ddb, endpoint := dynalitetest.Start(t)
 	table := dynalitetest.CreateTable(t, ddb)
 	const netSecret = "LAMBDA-NETSECRET-41c7"
-	node, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "lambda-net", NetworkSecret: netSecret, Foreign: []string{"x"}, Encrypt: "aes-gcm"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := startFake(t, &easytiertest.Fake{NetworkName: "lambda-net", NetworkSecret: netSecret, Foreign: []string{"x"}, Encrypt: "aes-gcm"})
 	be := &testBackend{peers: []map[string]any{peer(1, node.TCPURL(), "lambda-net", netSecret), peer(2, node.WSURL(), "lambda-net", netSecret)}}
 	srv := httptest.NewServer(be)
 	defer srv.Close()
@@ -134,6 +130,7 @@ func TestLambda_UnderRuntimeEmulator(t *testing.T) {
 		t.Helper()
 		url := "http://" + rieAddr + "/2015-03-31/functions/function/invocations"
 		var resp *http.Response
+		var err error
 		deadline := time.Now().Add(15 * time.Second)
 		for {
 			resp, err = http.Post(url, "application/json", strings.NewReader(`{"source":"neo-uptime-node.schedule"}`))

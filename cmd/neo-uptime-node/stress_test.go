@@ -34,11 +34,7 @@ func TestHostilePeerList(t *testing.T) {
 	}
 	var nodes []*easytiertest.Fake
 	for i := 0; i < 5; i++ {
-		f, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n", ListenIP: fmt.Sprintf("127.0.1.%d", i+1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
+		f := startFake(t, &easytiertest.Fake{NetworkName: "n", ListenIP: fmt.Sprintf("127.0.1.%d", i+1)})
 		nodes = append(nodes, f)
 	}
 	var peers []any
@@ -130,11 +126,7 @@ func TestResourceBounds(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow")
 	}
-	node, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n", Delay: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := startFake(t, &easytiertest.Fake{NetworkName: "n", Delay: 20 * time.Millisecond})
 	h, p := splitURL(node.TCPURL())
 	var peers []map[string]any
 	for i := 0; i < 3000; i++ {
@@ -165,16 +157,8 @@ func TestResourceBounds(t *testing.T) {
 // would) while it holds the lease and has undelivered reports from an
 // earlier run; later runs wait for the lease to expire, then deliver.
 func TestCrashMidRunRecovers(t *testing.T) {
-	fast, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fast.Close()
-	silent, err := easytiertest.StartFake(&easytiertest.Fake{Behavior: easytiertest.AcceptSilence})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
+	fast := startFake(t, &easytiertest.Fake{NetworkName: "n"})
+	silent := startFake(t, &easytiertest.Fake{Behavior: easytiertest.AcceptSilence})
 	be := &testBackend{failPuts: true, peers: []map[string]any{peer(1, fast.TCPURL(), "n", "")}}
 	srv := httptest.NewServer(be)
 	defer srv.Close()
