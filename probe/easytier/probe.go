@@ -108,9 +108,7 @@ func ParseTarget(raw string) (Target, error) {
 	t := Target{Scheme: strings.ToLower(u.Scheme), Host: u.Hostname(), Path: u.EscapedPath()}
 	switch t.Scheme {
 	case "tcp", "udp", "ws", "wss":
-	case "quic", "wg", "faketcp", "http", "https", "txt", "srv", "unix", "ring":
-		return t, fmt.Errorf("scheme %q: %w", t.Scheme, ErrUnsupportedProtocol)
-	default:
+	default: // quic, wg, faketcp, discovery schemes, anything else
 		return t, fmt.Errorf("scheme %q: %w", t.Scheme, ErrUnsupportedProtocol)
 	}
 	if t.Host == "" {
@@ -128,15 +126,6 @@ func ParseTarget(raw string) (Target, error) {
 		t.Path = "/"
 	}
 	return t, nil
-}
-
-// String formats the target as a URL.
-func (t Target) String() string {
-	s := t.Scheme + "://" + net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
-	if t.Scheme == "ws" || t.Scheme == "wss" {
-		s += t.Path
-	}
-	return s
 }
 
 // Probe makes one attempt on the node at rawURL and returns what it saw.
