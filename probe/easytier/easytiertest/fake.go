@@ -4,6 +4,7 @@
 package easytiertest
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/pem"
 	"io"
@@ -80,14 +81,15 @@ func StartFake(f *Fake) (*Fake, error) {
 	}
 	f.conns = map[io.Closer]struct{}{}
 	var err error
-	if f.tcp, err = net.Listen("tcp", net.JoinHostPort(f.ListenIP, "0")); err != nil {
+	lc := net.ListenConfig{KeepAlive: -1} // probes are short; spare the setsockopt calls
+	if f.tcp, err = lc.Listen(context.Background(), "tcp", net.JoinHostPort(f.ListenIP, "0")); err != nil {
 		return nil, err
 	}
 	if f.udp, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(f.ListenIP)}); err != nil {
 		f.tcp.Close()
 		return nil, err
 	}
-	wsl, err := net.Listen("tcp", net.JoinHostPort(f.ListenIP, "0"))
+	wsl, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(f.ListenIP, "0"))
 	if err != nil {
 		f.tcp.Close()
 		f.udp.Close()
