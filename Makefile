@@ -16,7 +16,7 @@ RIE          := .cache/bin/aws-lambda-rie
 
 export NEO_EASYTIER_PYTHON := $(abspath $(PY))
 
-.PHONY: help deps build test test-short fuzz fuzz-smoke bench lint check ci demo clean validate-templates lambda-test build-ProbeFunction
+.PHONY: help deps container-deps build test test-short fuzz fuzz-smoke bench lint check ci demo clean validate-templates lambda-test build-ProbeFunction
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -39,6 +39,13 @@ $(RIE):
 
 deps: $(PY_STAMP) $(DYNALITE) $(RIE) ## install test dependencies (Python venv, dynalite, Lambda emulator)
 	$(GO) mod download
+
+# podman builds and runs the Dockerfile in TestDocker_* (this machine kind
+# has no Docker engine); busybox-static is the stand-in builder's shell.
+container-deps: ## install podman and busybox-static from Debian's packages (needs root; CI)
+	command -v podman >/dev/null && command -v busybox >/dev/null || \
+	  apt-get install -y -q podman busybox-static >/dev/null || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q podman busybox-static >/dev/null; }
 
 build: ## build bin/neo-uptime-node
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/neo-uptime-node ./cmd/neo-uptime-node
