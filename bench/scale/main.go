@@ -7,6 +7,12 @@
 //     peers (fake nodes answering with a fixed delay, spread over many
 //     ports and 127.0.0.0/8 addresses): wall, CPU, peak RSS, peak
 //     goroutines and descriptors;
+//     The phases column splits the wall time as the binary's JSON report
+//     does; NEO_DEBUG_CPUPROFILE=file makes each run write a CPU profile
+//     there (the last run's remains), and -save-output keeps the last
+//     run's report with every peer's connect/handshake/RTT timings;
+//   - floor: 1,000 bare TCP exchanges of a probe's shape (floor.go), what
+//     the machine allows before any EasyTier work;
 //   - report: the report pass alone, 10000 reports to a loopback backend.
 //
 // Each figure is the median of -runs runs with its min–max spread.
@@ -44,9 +50,15 @@ func main() {
 	bin := flag.String("bin", "bin/neo-uptime-node", "binary under test")
 	runs := flag.Int("runs", 3, "runs per figure (median reported)")
 	delay := flag.Duration("delay", 20*time.Millisecond, "fake nodes' pong delay")
-	only := flag.String("only", "probes,job,report", "which tables")
+	only := flag.String("only", "probes,job,floor,report", "which tables")
 	sizes := flag.String("sizes", "100,1000,10000", "peer counts for the job table")
+	client := flag.String("floor-client", "", "internal: run the floor's client against these addresses")
+	flag.StringVar(&saveOutput, "save-output", "", "write the last job run's JSON report to this file (per-peer timings)")
 	flag.Parse()
+	if *client != "" {
+		floorClient(strings.Split(*client, ","), 1000)
+		return
+	}
 	for _, part := range strings.Split(*only, ",") {
 		switch part {
 		case "probes":
@@ -55,9 +67,13 @@ func main() {
 			jobTable(*bin, *runs, *delay, *sizes)
 		case "report":
 			reportTable(*runs)
+		case "floor":
+			floorTable(*runs, *delay)
 		}
 	}
 }
+
+var saveOutput string
 
 // stat is a series of runs, printed as its median with the spread.
 type stat []float64
@@ -172,8 +188,8 @@ func jobTable(bin string, runs int, delay time.Duration, sizes string) {
 		}
 	}()
 	fmt.Printf("### One invocation of the binary (default -concurrency 1024, 10 s deadline; fake nodes answer pongs after %v; 1 ping per probe with route sync; tcp)\n\n", delay)
-	fmt.Println("| peers | wall s | wall − slowest RTT ms | CPU s | peak RSS MB | peak goroutines | peak fds | reported |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| peers | wall s | wall − slowest RTT ms | CPU s | fake nodes + backend CPU s | peak RSS MB | peak goroutines | peak fds | reported | fetch / probe / report / save ms |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, s := range strings.Split(sizes, ",") {
 		n, _ := strconv.Atoi(s)
 		var peers []map[string]any
@@ -185,27 +201,37 @@ func jobTable(bin string, runs int, delay time.Duration, sizes string) {
 		body, _ := json.Marshal(map[string]any{"code": 200, "data": map[string]any{"peers": peers}})
 		be := &jobBackend{body: body}
 		srv := httptest.NewServer(be)
-		var wall, over, cpu, rss, gor, fds, rep stat
+		var wall, over, cpu, fakeCPU, rss, gor, fds, rep stat
+		phases := map[string]stat{}
 		for r := 0; r < runs; r++ {
 			dir, _ := os.MkdirTemp("", "neo-bench-")
 			be.puts.Store(0)
 			cmd := exec.Command(bin, "-output", "json", "-samples", "1", "-deadline", "10s", "-report-reserve", "3s",
 				"-report-concurrency", "64", "-log-level", "warn")
-			cmd.Env = []string{"BACKEND_BASE_URL=" + srv.URL, "API_KEY=bench", "DATABASE_PATH=" + filepath.Join(dir, "s.db"), "NEO_DEBUG_PEAKS=1"}
+			cmd.Env = []string{"BACKEND_BASE_URL=" + srv.URL, "API_KEY=bench", "DATABASE_PATH=" + filepath.Join(dir, "s.db"), "NEO_DEBUG_PEAKS=1", "NEO_DEBUG_CPUPROFILE=" + os.Getenv("NEO_DEBUG_CPUPROFILE")}
 			var out, errb bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &errb
+			var ru0 syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 			start := time.Now()
 			if err := cmd.Run(); err != nil {
 				fmt.Fprintf(os.Stderr, "run failed: %v\n%s\n", err, errb.String())
 			}
 			el := time.Since(start)
+			var ru1 syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+			fakeCPU = append(fakeCPU, time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()).Seconds())
 			ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 			var rep0 struct {
-				Peers []struct {
+				Phases map[string]float64 `json:"phases"`
+				Peers  []struct {
 					LatencyUS int64 `json:"latency_us"`
 				}
 			}
 			json.Unmarshal(out.Bytes(), &rep0)
+			if saveOutput != "" {
+				_ = os.WriteFile(saveOutput, out.Bytes(), 0o644)
+			}
 			var slowest int64
 			for _, p := range rep0.Peers {
 				slowest = max(slowest, p.LatencyUS)
@@ -224,10 +250,17 @@ func jobTable(bin string, runs int, delay time.Duration, sizes string) {
 			rss = append(rss, float64(pk.RSS)/1024)
 			gor, fds = append(gor, float64(pk.G)), append(fds, float64(pk.F))
 			rep = append(rep, float64(be.puts.Load()))
+			for k, v := range rep0.Phases {
+				phases[k] = append(phases[k], v)
+			}
 			os.RemoveAll(dir)
 		}
 		srv.Close()
-		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s | %s |\n", n, wall, over, cpu, rss, gor, fds, rep)
+		var ph []string
+		for _, k := range []string{"fetch_ms", "probe_ms", "report_ms", "save_ms"} {
+			ph = append(ph, fmt.Sprintf("%.0f", stats.Median(phases[k])))
+		}
+		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, wall, over, cpu, fakeCPU, rss, gor, fds, rep, strings.Join(ph, " / "))
 	}
 	fmt.Println()
 }
