@@ -159,7 +159,7 @@ func main() {
 			if failed > 0 {
 				name += fmt.Sprintf(" (%d of %d probes failed)", failed, *runs)
 			}
-			fmt.Printf("| %s | %s | %.2f | %.2f | %s | %s | %.3f | %s | %.3f | %s / %s | %s |\n", tr, name, truth, echo, spread2(oursV), spread2(nodeV),
+			fmt.Printf("| %s | %s | %.2f | %.2f | %s | %s | %.3f | %s | %.3f | %s / %s | %s |\n", tr, name, truth, echo, stats.SpreadFixed(oursV, 2), stats.SpreadFixed(nodeV, 2),
 				stats.Median(oursErr), fmtMaybe(nodeErr), stats.Median(echoErr),
 				ok[stats.Median(oursErr) <= target || steady], ok[stats.Median(echoErr) <= 0.3+0.01*echo || steady],
 				ok[len(nodeErr) == 0 || stats.Median(oursErr) <= stats.Median(nodeErr)+0.05])
@@ -271,19 +271,6 @@ func probeOnce(node *easytiertest.RealNode, url string, samples int) (oursMS, no
 		return math.NaN(), nodeMS
 	}
 	return float64(obs.LatencyUS()) / 1000, nodeMS
-}
-
-// spread2 is stats.Spread with two decimals throughout: the errors here
-// are tenths of a millisecond even at 200 ms.
-func spread2(v []float64) string {
-	if len(v) == 0 {
-		return "-"
-	}
-	lo, hi := v[0], v[0]
-	for _, x := range v {
-		lo, hi = min(lo, x), max(hi, x)
-	}
-	return fmt.Sprintf("%.2f (%.2f–%.2f)", stats.Median(v), lo, hi)
 }
 
 // nodeLatency reads latency_us of the node's connection to peer id.

@@ -18,13 +18,22 @@ func Median(v []float64) float64 {
 }
 
 // Spread formats the median of v with its min–max, or "-" when empty.
-func Spread(v []float64) string {
+func Spread(v []float64) string { return spread(v, Num) }
+
+// SpreadFixed is Spread with a fixed number of decimals, for figures
+// whose differences are much smaller than their size (RTTs near 200 ms
+// that differ by tenths of a millisecond).
+func SpreadFixed(v []float64, decimals int) string {
+	return spread(v, func(f float64) string { return fmt.Sprintf("%.*f", decimals, f) })
+}
+
+func spread(v []float64, num func(float64) string) string {
 	if len(v) == 0 {
 		return "-"
 	}
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
-	return fmt.Sprintf("%s (%s–%s)", Num(s[len(s)/2]), Num(s[0]), Num(s[len(s)-1]))
+	return fmt.Sprintf("%s (%s–%s)", num(s[len(s)/2]), num(s[0]), num(s[len(s)-1]))
 }
 
 // Num prints a figure with precision suited to its size.
