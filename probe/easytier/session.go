@@ -17,10 +17,7 @@ import (
 // packetConn carries whole EasyTier packets (header + payload) over one
 // transport. read blocks until a packet arrives or the conn is closed.
 type packetConn interface {
-	// write sends pkt, or queues it until flush where the transport can
-	// carry several packets in one write (tcp).
 	write(pkt []byte) error
-	flush() error
 	read() ([]byte, error)
 	close() // clean close (WS Close frame, TCP FIN); never blocks long
 }
@@ -52,8 +49,7 @@ type session struct {
 	nextSeq    uint32
 	merger     wire.Merger
 	keys       *wire.Keys
-	askRoute   bool                  // ask for routes right after the first ping
-	unstamped  []uint32              // pings queued since the last flush
+	routeAsked bool
 	self       *wire.RoutePeerInfo   // the node's own route info, once seen
 	foreign    []wire.ForeignNetwork // accumulated foreign-network entries
 	gotForeign bool
@@ -94,11 +90,9 @@ func (s *session) reader() {
 	}
 }
 
-// close sends what is still queued (the last route-sync answer), ends the
-// transport and waits for the reader goroutine to exit, so a finished
-// probe leaves nothing behind.
+// close ends the transport and waits for the reader goroutine to exit, so a
+// finished probe leaves nothing behind.
 func (s *session) close() {
-	_ = s.flush()
 	s.pc.close()
 	for {
 		select {
@@ -134,21 +128,6 @@ func writeErr(err error) error {
 	return err
 }
 
-// flush sends the packets queued by this turn of the loop; pings sent in
-// it are timed from here, as the moment they really leave.
-func (s *session) flush() error {
-	if len(s.unstamped) > 0 {
-		now := time.Now()
-		for _, seq := range s.unstamped {
-			if _, ok := s.sentAt[seq]; ok {
-				s.sentAt[seq] = now
-			}
-		}
-		s.unstamped = s.unstamped[:0]
-	}
-	return writeErr(s.pc.flush())
-}
-
 // run performs handshake, pings and route sync, filling s.obs.
 func (s *session) run(ctx context.Context) error {
 	obs := s.obs
@@ -156,9 +135,6 @@ func (s *session) run(ctx context.Context) error {
 	hsStart := time.Now()
 	hs := wire.AppendHandshake(nil, s.myID, s.opts.NetworkName, s.digest)
 	if err := s.send(wire.TypeHandShake, 0, hs); err != nil {
-		return fmt.Errorf("sending handshake: %w", err)
-	}
-	if err := s.flush(); err != nil {
 		return fmt.Errorf("sending handshake: %w", err)
 	}
 	hsDeadline := hsStart.Add(s.opts.HandshakeTimeout)
@@ -203,14 +179,6 @@ func (s *session) run(ctx context.Context) error {
 					wake = nextPing
 				}
 			}
-			// The route request follows the first ping in the same write:
-			// the node answers both in parallel, saving a round trip.
-			if s.askRoute {
-				s.askRoute = false
-				if err := s.askRoutes(); err != nil {
-					return err
-				}
-			}
 			if !acceptedAt.IsZero() && !routeDone && !routeUntil.IsZero() {
 				until := routeUntil
 				if s.self != nil {
@@ -220,7 +188,7 @@ func (s *session) run(ctx context.Context) error {
 				if s.self == nil && reasks < maxReasks && !now.Before(reaskAt) {
 					reasks++
 					reaskAt = now.Add(reaskEvery)
-					if err := s.askRoutes(); err != nil {
+					if err := s.askRoute(); err != nil {
 						return err
 					}
 				}
@@ -244,9 +212,6 @@ func (s *session) run(ctx context.Context) error {
 				return s.verdict(acceptedAt)
 			}
 		}
-		if err := s.flush(); err != nil {
-			return fmt.Errorf("sending: %w", err)
-		}
 		timer.Reset(wake.Sub(now))
 		select {
 		case <-ctx.Done():
@@ -265,13 +230,9 @@ func (s *session) run(ctx context.Context) error {
 			if s.opts.OnRecv != nil {
 				s.opts.OnRecv(in.pkt)
 			}
-			replied := s.replied
 			accepted, err := s.handle(in, hsStart)
 			if err != nil {
 				return err
-			}
-			if !replied && s.replied && s.opts.RouteWait > 0 {
-				s.askRoute = true
 			}
 			if accepted && acceptedAt.IsZero() {
 				acceptedAt = in.at
@@ -279,6 +240,9 @@ func (s *session) run(ctx context.Context) error {
 					routeUntil = in.at.Add(s.opts.RouteWait)
 					foreignUntil = in.at.Add(max(s.opts.RouteWait, s.opts.ForeignWait))
 					reaskAt = in.at.Add(reaskEvery)
+					if err := s.askRoute(); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -297,14 +261,14 @@ func (s *session) ping() error {
 	s.nextSeq++
 	s.obs.Sent++
 	s.sentAt[seq] = time.Now()
-	s.unstamped = append(s.unstamped, seq)
 	if err := s.send(wire.TypePing, s.nodeID, wire.PingPayload(seq)); err != nil {
 		return fmt.Errorf("sending ping %d: %w", seq, err)
 	}
 	return nil
 }
 
-func (s *session) askRoutes() error {
+func (s *session) askRoute() error {
+	s.routeAsked = true
 	s.txID++
 	req := wire.AppendRouteSyncRequest(nil, s.myID, s.nodeID, s.txID, s.opts.NetworkName, s.sessID)
 	if err := s.send(wire.TypeRPCReq, s.nodeID, req); err != nil {

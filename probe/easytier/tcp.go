@@ -69,19 +69,9 @@ func dialStream(ctx context.Context, addrs []netip.Addr, port int, obs *Observat
 	return nil, fmt.Errorf("dialing %s: %w", obs.Address, lastErr)
 }
 
-// write queues pkt; flush sends everything queued in one syscall (a
-// ping and the route request, say), as one TCP segment on the wire.
 func (t *tcpConn) write(pkt []byte) error {
-	t.buf = wire.AppendTCPFrame(t.buf, pkt)
-	return nil
-}
-
-func (t *tcpConn) flush() error {
-	if len(t.buf) == 0 {
-		return nil
-	}
+	t.buf = wire.AppendTCPFrame(t.buf[:0], pkt)
 	_, err := t.c.Write(t.buf)
-	t.buf = t.buf[:0]
 	return err
 }
 

@@ -112,6 +112,4 @@ func (u *udpConn) read() ([]byte, error) {
 	}
 }
 
-func (u *udpConn) flush() error { return nil } // each packet is its own datagram
-
 func (u *udpConn) close() { _ = u.c.Close() }

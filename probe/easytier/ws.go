@@ -106,8 +106,6 @@ func (w *wsConn) write(pkt []byte) error {
 	return w.c.WriteMessage(websocket.BinaryMessage, pkt)
 }
 
-func (w *wsConn) flush() error { return nil } // each packet is its own message
-
 func (w *wsConn) read() ([]byte, error) {
 	for {
 		typ, msg, err := w.c.ReadMessage()
