@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -69,8 +68,7 @@ func floorServe(delay time.Duration) ([]string, func()) {
 // exchanges; it prints its wall time, the slowest delayed round trip and
 // its CPU, in seconds.
 func floorClient(addrs []string, n int) {
-	var ru0, ru1 syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	cpu0 := selfCPU()
 	start := time.Now()
 	var wg sync.WaitGroup
 	var failed sync.Map
@@ -109,9 +107,9 @@ func floorClient(addrs []string, n int) {
 	}
 	wg.Wait()
 	el := time.Since(start)
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := selfCPU() - cpu0
 	failed.Range(func(k, v any) bool { fmt.Fprintln(os.Stderr, "floor exchange failed:", v); return false })
-	fmt.Printf("%f %f %f\n", el.Seconds(), slowest.Seconds(), time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()).Seconds())
+	fmt.Printf("%f %f %f\n", el.Seconds(), slowest.Seconds(), cpu.Seconds())
 }
 
 func floorTable(runs int, delay time.Duration) {

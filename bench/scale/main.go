@@ -75,6 +75,13 @@ func main() {
 
 var saveOutput string
 
+// selfCPU is this process's CPU time so far, user and system.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // stat is a series of runs, printed as its median with the spread.
 type stat []float64
 
@@ -211,16 +218,13 @@ func jobTable(bin string, runs int, delay time.Duration, sizes string) {
 			cmd.Env = []string{"BACKEND_BASE_URL=" + srv.URL, "API_KEY=bench", "DATABASE_PATH=" + filepath.Join(dir, "s.db"), "NEO_DEBUG_PEAKS=1", "NEO_DEBUG_CPUPROFILE=" + os.Getenv("NEO_DEBUG_CPUPROFILE")}
 			var out, errb bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &errb
-			var ru0 syscall.Rusage
-			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+			cpu0 := selfCPU()
 			start := time.Now()
 			if err := cmd.Run(); err != nil {
 				fmt.Fprintf(os.Stderr, "run failed: %v\n%s\n", err, errb.String())
 			}
 			el := time.Since(start)
-			var ru1 syscall.Rusage
-			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-			fakeCPU = append(fakeCPU, time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()).Seconds())
+			fakeCPU = append(fakeCPU, (selfCPU() - cpu0).Seconds())
 			ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 			var rep0 struct {
 				Phases map[string]float64 `json:"phases"`
