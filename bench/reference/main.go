@@ -60,7 +60,7 @@ func main() {
 	fmt.Println("healthy when a route to the target's hostname appears. Ours = one invocation of the binary (tcp, 4 pings, route sync).")
 	fmt.Println()
 	fmt.Println("'ours, verdict only' runs with -samples 1 -route-wait 0: healthy plus one RTT sample, the nearest match to the reference's")
-	fmt.Println("verdict (a route, no RTT yet); 'ours, full' is the default run (4 pings 200 ms apart, route sync, up to 1 s for a foreign-network table).")
+	fmt.Println("verdict (a route, no RTT yet); 'ours, full' is the default run (4 pings 200 ms apart, route sync, up to 0.5 s after the node's info for a foreign-network table).")
 	fmt.Println()
 	fmt.Println("| N | reference: all healthy s | ours, verdict only: run s | time ratio | ours, full: run s | reference peak RSS MB | ours peak RSS MB | memory ratio |")
 	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|")

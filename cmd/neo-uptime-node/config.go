@@ -146,7 +146,7 @@ func newFlagSet(name string, cfg *Config) *flag.FlagSet {
 	fs.StringVar(&cfg.DynamoTable, "dynamodb-table", "", "DynamoDB table for -state dynamodb")
 	fs.StringVar(&cfg.DynamoEndpnt, "dynamodb-endpoint", "", "DynamoDB endpoint override (tests, local emulators)")
 	cfg.LeaseTTL, cfg.Deadline, cfg.ReportReserve = 0, 25*time.Second, 5*time.Second
-	cfg.ProbeTimeout, cfg.PingTimeout, cfg.RouteWait = 10*time.Second, 2*time.Second, 1500*time.Millisecond
+	cfg.ProbeTimeout, cfg.PingTimeout, cfg.RouteWait = 10*time.Second, 2*time.Second, 3500*time.Millisecond
 	fs.Var(seconds{&cfg.LeaseTTL}, "lease-ttl", "run lease lifetime; default deadline + 30s")
 	fs.Var(seconds{&cfg.Deadline}, "deadline", "whole-run deadline (Lambda: the invocation's, if sooner)")
 	fs.Var(seconds{&cfg.ReportReserve}, "report-reserve", "part of the deadline kept for reporting and saving state")

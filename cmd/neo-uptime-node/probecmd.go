@@ -29,7 +29,7 @@ func probeCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	interval := fs.Duration("interval", 200*time.Millisecond, "spacing of the pings")
 	pingTimeout := fs.Duration("ping-timeout", 2*time.Second, "deadline of one ping")
 	timeout := fs.Duration("timeout", 15*time.Second, "deadline of the whole probe")
-	routeWait := fs.Duration("route-wait", 1500*time.Millisecond, "wait for the node's route info; 0 skips it")
+	routeWait := fs.Duration("route-wait", 3500*time.Millisecond, "wait for the node's route info; 0 skips it")
 	caFile := fs.String("ca-file", "", "verify wss against this CA bundle")
 	output := fs.String("output", "text", "text or json")
 	fs.Usage = func() {

@@ -234,11 +234,15 @@ func (s *session) run(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
+			if s.self != nil && foreignUntil.IsZero() {
+				// A separate foreign-network push follows the node's own
+				// info closely if at all: wait for it from here.
+				foreignUntil = in.at.Add(max(s.opts.ForeignWait, 0))
+			}
 			if accepted && acceptedAt.IsZero() {
 				acceptedAt = in.at
 				if s.opts.RouteWait > 0 {
 					routeUntil = in.at.Add(s.opts.RouteWait)
-					foreignUntil = in.at.Add(max(s.opts.RouteWait, s.opts.ForeignWait))
 					reaskAt = in.at.Add(reaskEvery)
 					if err := s.askRoute(); err != nil {
 						return err

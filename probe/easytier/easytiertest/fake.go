@@ -48,6 +48,7 @@ type Fake struct {
 	Foreign       []string
 	Behavior      Behavior
 	Delay         time.Duration // added before every pong
+	RouteDelay    time.Duration // added before the route push (a real node's lost first push is retried after 3 s)
 	Encrypt       string        // cipher for route pushes; "" sends plaintext
 	ListenIP      string        // default 127.0.0.1; any 127.0.0.0/8 address works
 	TLS           bool          // serve wss instead of ws (certificate: WSCertPEM)

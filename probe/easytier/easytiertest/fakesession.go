@@ -113,7 +113,12 @@ func (n *nodeSession) serve(same bool) {
 			}
 		case wire.TypeRPCReq:
 			if p, err := wire.ParseRPCPacket(payload); err == nil && p.Descriptor.IsRouteSync() {
-				n.pushRoute(p, same)
+				if f.RouteDelay > 0 {
+					n.pongs.Add(1)
+					time.AfterFunc(f.RouteDelay, func() { defer n.pongs.Done(); n.pushRoute(p, same) })
+				} else {
+					n.pushRoute(p, same)
+				}
 			}
 		}
 	}
