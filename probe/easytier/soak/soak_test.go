@@ -54,8 +54,8 @@ func TestSoak_RealNodeStaysHealthy(t *testing.T) {
 	// probes of the last 90–150 s, not all probes ever made. After a pause
 	// longer than that, a new round reuses what the last one left. What is
 	// left over is allocator noise, irregular from round to round (measured
-	// over four soaks: first round +14.6 to +23.0 MB, later rounds +0.04
-	// to +5.5 MB each; rounds two and three together 24–34 % of round
+	// over six soaks: first round +14.6 to +30.1 MB, later rounds +0.04
+	// to +6.9 MB each; rounds two and three together 2–34 % of round
 	// one). A node that kept each probe's state would grow as much in
 	// every round as in the first; rounds two and three together must grow
 	// it by less than half of what round one did. Consecutive rounds are
