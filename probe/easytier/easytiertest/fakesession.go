@@ -18,7 +18,7 @@ type nodeSession struct {
 	sc        serverConn
 	peer      uint32
 	theirName string
-	pongs     sync.WaitGroup
+	delayed   sync.WaitGroup // writes scheduled by later; serve waits for them
 }
 
 func (n *nodeSession) send(t wire.PacketType, payload []byte) error {
@@ -91,7 +91,7 @@ func (n *nodeSession) serve(same bool) {
 		_ = n.send(wire.PacketType(42), []byte{1, 2, 3})
 		_ = n.send(wire.TypeData, []byte("data"))
 	}
-	defer n.pongs.Wait()
+	defer n.delayed.Wait()
 	for {
 		pkt, err := n.sc.read()
 		if err != nil {
@@ -106,22 +106,26 @@ func (n *nodeSession) serve(same bool) {
 			pong := append([]byte(nil), pkt...)
 			pong[8] = byte(wire.TypePong)
 			if f.Delay > 0 {
-				n.pongs.Add(1)
-				time.AfterFunc(f.Delay, func() { defer n.pongs.Done(); _ = n.sc.write(pong) })
+				n.later(f.Delay, func() { _ = n.sc.write(pong) })
 			} else {
 				_ = n.sc.write(pong)
 			}
 		case wire.TypeRPCReq:
 			if p, err := wire.ParseRPCPacket(payload); err == nil && p.Descriptor.IsRouteSync() {
 				if f.RouteDelay > 0 {
-					n.pongs.Add(1)
-					time.AfterFunc(f.RouteDelay, func() { defer n.pongs.Done(); n.pushRoute(p, same) })
+					n.later(f.RouteDelay, func() { n.pushRoute(p, same) })
 				} else {
 					n.pushRoute(p, same)
 				}
 			}
 		}
 	}
+}
+
+// later runs send after d, and serve does not return before it has.
+func (n *nodeSession) later(d time.Duration, send func()) {
+	n.delayed.Add(1)
+	time.AfterFunc(d, func() { defer n.delayed.Done(); send() })
 }
 
 // pushRoute sends the node's SyncRouteInfo request: its own RoutePeerInfo
