@@ -49,7 +49,6 @@ type session struct {
 	nextSeq    uint32
 	merger     wire.Merger
 	keys       *wire.Keys
-	routeAsked bool
 	self       *wire.RoutePeerInfo   // the node's own route info, once seen
 	foreign    []wire.ForeignNetwork // accumulated foreign-network entries
 	gotForeign bool
@@ -272,7 +271,6 @@ func (s *session) ping() error {
 }
 
 func (s *session) askRoute() error {
-	s.routeAsked = true
 	s.txID++
 	req := wire.AppendRouteSyncRequest(nil, s.myID, s.nodeID, s.txID, s.opts.NetworkName, s.sessID)
 	if err := s.send(wire.TypeRPCReq, s.nodeID, req); err != nil {
