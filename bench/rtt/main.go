@@ -82,18 +82,18 @@ func main() {
 		var proxyAddr, echoAddr string
 		var setDelay func(delayMS, jitterMS int, loss float64)
 		if tr == "udp" {
-			relay, err := newUDPRelay(upstream)
+			relay, shaper, err := shapedRelay(upstream)
 			if err != nil {
 				panic(err)
 			}
-			defer relay.close()
-			erelay, err := newUDPRelay(udpEcho)
+			defer relay.Close()
+			erelay, eshaper, err := shapedRelay(udpEcho)
 			if err != nil {
 				panic(err)
 			}
-			defer erelay.close()
-			proxyAddr, echoAddr = relay.addr(), erelay.addr()
-			setDelay = func(d, j int, loss float64) { relay.set(d, j, loss); erelay.set(d, j, 0) }
+			defer erelay.Close()
+			proxyAddr, echoAddr = strings.TrimPrefix(relay.URL(), "udp://"), strings.TrimPrefix(erelay.URL(), "udp://")
+			setDelay = func(d, j int, loss float64) { shaper.set(d, j, loss); eshaper.set(d, j, 0) }
 		} else {
 			p := toxiproxy.NewProxy(tox, "et-"+tr, "127.0.0.1:0", upstream)
 			e := toxiproxy.NewProxy(tox, "echo-"+tr, "127.0.0.1:0", tcpEcho)
@@ -295,93 +295,40 @@ func nodeLatency(node *easytiertest.RealNode, id uint32) float64 {
 	return 0
 }
 
-// udpRelay forwards datagrams between one client and the node, delaying
-// each direction by half the round trip (plus jitter) and dropping some.
-type udpRelay struct {
-	ln       *net.UDPConn
-	upstream *net.UDPAddr
-	mu       sync.Mutex
-	delay    time.Duration
-	jitter   time.Duration
-	loss     float64
-	clients  map[string]*net.UDPConn
+// udpShaper delays each datagram of a relay by half the round trip (plus
+// jitter) and drops some: the Through hook of easytiertest's UDP relay.
+type udpShaper struct {
+	mu     sync.Mutex
+	delay  time.Duration
+	jitter time.Duration
+	loss   float64
 }
 
-func newUDPRelay(upstream string) (*udpRelay, error) {
-	up, err := net.ResolveUDPAddr("udp", upstream)
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return nil, err
-	}
-	r := &udpRelay{ln: ln, upstream: up, clients: map[string]*net.UDPConn{}}
-	go r.serve()
-	return r, nil
+func (s *udpShaper) set(delayMS, jitterMS int, loss float64) {
+	s.mu.Lock()
+	s.delay, s.jitter, s.loss = time.Duration(delayMS)*time.Millisecond/2, time.Duration(jitterMS)*time.Millisecond/2, loss
+	s.mu.Unlock()
 }
 
-func (r *udpRelay) addr() string { return r.ln.LocalAddr().String() }
-
-func (r *udpRelay) set(delayMS, jitterMS int, loss float64) {
-	r.mu.Lock()
-	r.delay, r.jitter, r.loss = time.Duration(delayMS)*time.Millisecond/2, time.Duration(jitterMS)*time.Millisecond/2, loss
-	r.mu.Unlock()
-}
-
-// later sends b after the one-way delay, unless it is "lost".
-func (r *udpRelay) later(send func([]byte), b []byte) {
-	r.mu.Lock()
-	d, j, loss := r.delay, r.jitter, r.loss
-	r.mu.Unlock()
+// through sends b after the one-way delay, unless it is "lost".
+func (s *udpShaper) through(b []byte, send func([]byte)) {
+	s.mu.Lock()
+	d, j, loss := s.delay, s.jitter, s.loss
+	s.mu.Unlock()
 	if loss > 0 && rand.Float64() < loss {
 		return
 	}
 	due := time.Now().Add(oneWay(d, j))
-	b = append([]byte(nil), b...)
 	go func() {
 		waitUntil(due)
 		send(b)
 	}()
 }
 
-func (r *udpRelay) serve() {
-	buf := make([]byte, 65536)
-	for {
-		n, from, err := r.ln.ReadFromUDP(buf)
-		if err != nil {
-			return
-		}
-		r.mu.Lock()
-		up := r.clients[from.String()]
-		if up == nil {
-			up, err = net.DialUDP("udp", nil, r.upstream)
-			if err != nil {
-				r.mu.Unlock()
-				continue
-			}
-			r.clients[from.String()] = up
-			go func(up *net.UDPConn, from *net.UDPAddr) {
-				b := make([]byte, 65536)
-				for {
-					n, err := up.Read(b)
-					if err != nil {
-						return
-					}
-					r.later(func(p []byte) { r.ln.WriteToUDP(p, from) }, b[:n])
-				}
-			}(up, from)
-		}
-		r.mu.Unlock()
-		r.later(func(p []byte) { up.Write(p) }, buf[:n])
-	}
-}
-
-func (r *udpRelay) close() {
-	r.ln.Close()
-	r.mu.Lock()
-	for _, c := range r.clients {
-		c.Close()
-	}
-	r.mu.Unlock()
+// shapedRelay starts a UDP relay to upstream whose datagrams the returned
+// shaper delays.
+func shapedRelay(upstream string) (*easytiertest.UDPRelay, *udpShaper, error) {
+	s := &udpShaper{}
+	r, err := easytiertest.StartUDPRelay(upstream, easytiertest.RelayFaults{Through: s.through})
+	return r, s, err
 }

@@ -14,6 +14,11 @@ type RelayFaults struct {
 	Duplicate   bool // send every datagram twice (both directions)
 	Reorder     bool // swap each pair of consecutive node datagrams
 	DropPongsOf int  // drop every n-th Pong from the node (0: none)
+	// Through, when set, is handed every datagram in both directions
+	// instead of it being sent: it calls send, now or later and from any
+	// goroutine, or drops the datagram (benchmarks delay and lose them).
+	// b is the relay's own copy.
+	Through func(b []byte, send func([]byte))
 }
 
 // UDPRelay sits between a prober and a node's UDP listener on loopback.
@@ -76,11 +81,22 @@ func (r *UDPRelay) serve() {
 			go r.back(c, from)
 		}
 		r.mu.Unlock()
-		c.Write(buf[:n])
-		if r.faults.Duplicate {
-			c.Write(buf[:n])
-		}
+		r.pass(buf[:n], func(b []byte) {
+			c.Write(b)
+			if r.faults.Duplicate {
+				c.Write(b)
+			}
+		})
 	}
+}
+
+// pass sends b, through the Through hook when there is one.
+func (r *UDPRelay) pass(b []byte, send func([]byte)) {
+	if r.faults.Through == nil {
+		send(b)
+		return
+	}
+	r.faults.Through(append([]byte(nil), b...), send)
 }
 
 // back relays the node's datagrams to the prober, applying the faults.
@@ -90,10 +106,12 @@ func (r *UDPRelay) back(c *net.UDPConn, to *net.UDPAddr) {
 	var held []byte
 	pongs := 0
 	send := func(b []byte) {
-		r.ln.WriteToUDP(b, to)
-		if r.faults.Duplicate {
+		r.pass(b, func(b []byte) {
 			r.ln.WriteToUDP(b, to)
-		}
+			if r.faults.Duplicate {
+				r.ln.WriteToUDP(b, to)
+			}
+		})
 	}
 	for {
 		if held != nil {
