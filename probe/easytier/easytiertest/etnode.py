@@ -3,9 +3,10 @@
 Reads a JSON config on the first stdin line, starts the node on loopback,
 prints one JSON line {"peer_id", "version", "listeners", "hostname"}, then
 answers one JSON line per command line: peers, routes, summary, foreign,
-finfos, alive, stop. Everything stays on loopback: STUN servers point at a closed
+finfos, alive, heap, stop. Everything stays on loopback: STUN servers point at a closed
 loopback port and UPnP, hole punching and P2P are off.
 """
+import ctypes
 import json
 import sys
 import time
@@ -27,6 +28,30 @@ def secure_mode_keys():
         "enabled": True,
         "local_private_key": base64.b64encode(priv).decode(),
         "local_public_key": base64.b64encode(pub).decode(),
+    }
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+        "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def heap():
+    """The process's live C heap from glibc's mallinfo2 (all arenas).
+
+    The node is Rust code inside this process and allocates with glibc's
+    malloc, so these are the bytes the node (and Python) hold, without
+    the freed memory an arena keeps: resident size mixes both.
+    """
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _MallInfo2
+    m = libc.mallinfo2()
+    return {
+        "in_use": m.uordblks + m.hblkhd,
+        "arena": m.arena,
+        "mmapped": m.hblkhd,
+        "free": m.fordblks,
     }
 
 
@@ -92,6 +117,8 @@ def main():
                 res = node.foreign_network_route_infos()
             elif cmd == "foreign":
                 res = node.foreign_networks(False)
+            elif cmd == "heap":
+                res = heap()
             elif cmd == "alive":
                 res = {"state": node.state(), "error": node.latest_error()}
             elif cmd == "stop":

@@ -200,7 +200,7 @@ func (n *RealNode) readLine(timeout time.Duration) ([]byte, error) {
 	}
 }
 
-// Query sends one harness command (peers, routes, summary, foreign, alive)
+// Query sends one harness command (peers, routes, summary, foreign, alive, heap)
 // and decodes its JSON answer into v.
 func (n *RealNode) Query(cmd string, v any) error {
 	n.mu.Lock()
@@ -273,6 +273,28 @@ type testLogWriter struct{ t testing.TB }
 func (w *testLogWriter) Write(p []byte) (int, error) {
 	w.t.Logf("node: %s", p)
 	return len(p), nil
+}
+
+// Heap is the node process's live C heap (glibc mallinfo2, all arenas).
+type Heap struct {
+	InUse   int64 `json:"in_use"`  // bytes allocated and not freed, mmapped chunks included
+	Arena   int64 `json:"arena"`   // bytes the arenas took from the system
+	Mmapped int64 `json:"mmapped"` // bytes in chunks mmapped on their own
+	Free    int64 `json:"free"`    // bytes freed but kept by the arenas
+}
+
+// Heap asks the node's process for its live heap. Unlike the resident
+// size, it does not count memory the allocator keeps after a free, so it
+// shows what state the node holds rather than how its arenas fragment.
+func (n *RealNode) Heap() (Heap, error) {
+	var h Heap
+	if err := n.Query("heap", &h); err != nil {
+		return h, err
+	}
+	if h.InUse <= 0 {
+		return h, fmt.Errorf("node reported no heap: %+v", h)
+	}
+	return h, nil
 }
 
 // RSSKiB reads the node process's resident memory from /proc.
