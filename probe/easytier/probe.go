@@ -156,6 +156,8 @@ func ProbeTarget(ctx context.Context, t Target, opts Options) (Observation, erro
 		}
 		return obs, err
 	}
+	// Before the dial: the kernel takes a moment to switch stamping on.
+	defer holdRxStamping()()
 	var pc packetConn
 	switch t.Scheme {
 	case "tcp":

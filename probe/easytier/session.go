@@ -15,10 +15,11 @@ import (
 )
 
 // packetConn carries whole EasyTier packets (header + payload) over one
-// transport. read blocks until a packet arrives or the conn is closed.
+// transport. read blocks until a packet arrives or the conn is closed, and
+// says when it arrived (rxstamp.go).
 type packetConn interface {
 	write(pkt []byte) error
-	read() ([]byte, error)
+	read() (pkt []byte, at time.Time, err error)
 	close() // clean close (WS Close frame, TCP FIN); never blocks long
 }
 
@@ -81,8 +82,11 @@ func newSession(pc packetConn, opts Options, obs *Observation) *session {
 func (s *session) reader() {
 	defer close(s.readerDone)
 	for {
-		pkt, err := s.pc.read()
-		s.in <- inbound{pkt: pkt, at: time.Now(), err: err}
+		pkt, at, err := s.pc.read()
+		if at.IsZero() {
+			at = time.Now()
+		}
+		s.in <- inbound{pkt: pkt, at: at, err: err}
 		if err != nil {
 			return
 		}
@@ -318,7 +322,13 @@ func (s *session) handle(in inbound, hsStart time.Time) (accepted bool, err erro
 			return false, nil // late or duplicate
 		}
 		delete(s.sentAt, seq)
-		s.obs.SamplesUS = append(s.obs.SamplesUS, in.at.Sub(at).Microseconds())
+		rtt := in.at.Sub(at)
+		if rtt <= 0 {
+			// A kernel stamp before the ping left: only a wall-clock
+			// step between the stamp and its read does that.
+			rtt = time.Since(at)
+		}
+		s.obs.SamplesUS = append(s.obs.SamplesUS, rtt.Microseconds())
 		return true, nil
 	case wire.TypeRPCReq, wire.TypeRPCResp:
 		s.handleRPC(h, payload)

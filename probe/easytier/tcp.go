@@ -36,11 +36,12 @@ func dialTCP(ctx context.Context, addrs []netip.Addr, port int, obs *Observation
 }
 
 // newTCPConn wraps c (Go's TCP conns have TCP_NODELAY set already, so
-// each packet leaves at once).
+// each packet leaves at once) and has the kernel stamp what it receives.
 func newTCPConn(ctx context.Context, c net.Conn) *tcpConn {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	}
+	c = newStampedConn(c)
 	return &tcpConn{c: c, r: bufio.NewReaderSize(c, 512)}
 }
 
@@ -75,20 +76,23 @@ func (t *tcpConn) write(pkt []byte) error {
 	return err
 }
 
-func (t *tcpConn) read() ([]byte, error) {
+// read returns the next frame and the arrival of its last byte: the
+// kernel's stamp of the read that completed it, which is never earlier
+// (a read may bring later segments too) and never later than now.
+func (t *tcpConn) read() ([]byte, time.Time, error) {
 	var prefix [4]byte
 	if _, err := io.ReadFull(t.r, prefix[:]); err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	n, err := wire.TCPFrameLen(prefix)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	pkt := make([]byte, n)
 	if _, err := io.ReadFull(t.r, pkt); err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
-	return pkt, nil
+	return pkt, arrivedVia(t.c), nil
 }
 
 func (t *tcpConn) close() { _ = t.c.Close() }

@@ -21,6 +21,7 @@ type udpConn struct {
 	connID uint32
 	buf    []byte
 	rbuf   []byte
+	oob    []byte
 }
 
 // synResend is how often the SYN is repeated while waiting for the SACK.
@@ -41,7 +42,8 @@ func dialUDP(ctx context.Context, addrs []netip.Addr, port int, obs *Observation
 	_, _ = rand.Read(r[:])
 	// Nodes keep datagrams under 2000 bytes (UDP_DATA_MTU); a larger one is
 	// truncated, fails its length check and is dropped, as a node would.
-	u := &udpConn{c: c, connID: binary.LittleEndian.Uint32(r[:]), rbuf: make([]byte, 4096)}
+	u := &udpConn{c: c, connID: binary.LittleEndian.Uint32(r[:]), rbuf: make([]byte, 4096), oob: make([]byte, oobSize)}
+	stampRx(c) // kernel receive stamps for pongs (rxstamp.go)
 	magic := binary.LittleEndian.Uint64(r[4:])
 	syn := wire.AppendUDPSyn(nil, u.connID, magic)
 	start := time.Now()
@@ -98,17 +100,17 @@ func (u *udpConn) write(pkt []byte) error {
 
 // read returns the next data packet of our connection, skipping datagrams
 // that are not ours or not well formed, as a node does.
-func (u *udpConn) read() ([]byte, error) {
+func (u *udpConn) read() ([]byte, time.Time, error) {
 	for {
-		n, err := u.c.Read(u.rbuf)
+		n, stamp, err := readUDPStamped(u.c, u.rbuf, u.oob)
 		if err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
 		id, t, body, err := wire.ParseUDP(u.rbuf[:n])
 		if err != nil || id != u.connID || t != wire.UDPData || len(body) < wire.HeaderLen {
 			continue
 		}
-		return append([]byte(nil), body...), nil
+		return append([]byte(nil), body...), arrival(stamp), nil
 	}
 }
 

@@ -16,7 +16,8 @@ import (
 
 // wsConn carries one EasyTier packet per binary WebSocket message.
 type wsConn struct {
-	c *websocket.Conn
+	c   *websocket.Conn
+	raw net.Conn // the TCP conn under TLS and WebSocket, for receive stamps
 }
 
 // maxWSMessage bounds what we read in one message; node packets are small.
@@ -26,8 +27,14 @@ const maxWSMessage = 64 << 10
 // EasyTier does) and the WebSocket upgrade, timing each stage.
 func dialWS(ctx context.Context, t Target, addrs []netip.Addr, opts Options, obs *Observation) (packetConn, error) {
 	var tlsDone time.Time
+	var raw net.Conn
 	netDial := func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return dialStream(ctx, addrs, t.Port, obs)
+		c, err := dialStream(ctx, addrs, t.Port, obs)
+		if err != nil {
+			return nil, err
+		}
+		raw = newStampedConn(c)
+		return raw, nil
 	}
 	d := websocket.Dialer{
 		NetDialContext:  netDial,
@@ -99,28 +106,28 @@ func dialWS(ctx context.Context, t Target, addrs []netip.Addr, opts Options, obs
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.NetConn().SetDeadline(dl)
 	}
-	return &wsConn{c: c}, nil
+	return &wsConn{c: c, raw: raw}, nil
 }
 
 func (w *wsConn) write(pkt []byte) error {
 	return w.c.WriteMessage(websocket.BinaryMessage, pkt)
 }
 
-func (w *wsConn) read() ([]byte, error) {
-	for {
-		typ, msg, err := w.c.ReadMessage()
-		if err != nil {
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
-				return nil, fmt.Errorf("%w: %w", errPeerClosed, err)
-			}
-			return nil, err
+// read returns the next message and, as for tcp, the kernel's stamp of
+// the TCP read that completed it.
+func (w *wsConn) read() ([]byte, time.Time, error) {
+	typ, msg, err := w.c.ReadMessage()
+	if err != nil {
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			return nil, time.Time{}, fmt.Errorf("%w: %w", errPeerClosed, err)
 		}
-		if typ != websocket.BinaryMessage {
-			return nil, ErrTextMessage
-		}
-		return msg, nil
+		return nil, time.Time{}, err
 	}
+	if typ != websocket.BinaryMessage {
+		return nil, time.Time{}, ErrTextMessage
+	}
+	return msg, arrivedVia(w.raw), nil
 }
 
 // close sends a Close frame (bounded to 100 ms) and closes the socket.
