@@ -11,19 +11,7 @@ import (
 
 // The kernel's stamp of a datagram lies between the send and the read.
 func TestRxStamp_UDPDatagramStampedBetweenSendAndRead(t *testing.T) {
-	srv, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	if !stampRx(srv) {
-		t.Fatal("SO_TIMESTAMPNS refused on a UDP socket")
-	}
-	cl, err := net.DialUDP("udp", nil, srv.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	srv, cl := stampedUDPPair(t)
 	buf, oob := make([]byte, 64), make([]byte, oobSize)
 	stampingOn(t)
 	for i := 0; i < 3; i++ {
@@ -50,12 +38,9 @@ func TestRxStamp_UDPDatagramStampedBetweenSendAndRead(t *testing.T) {
 	}
 }
 
-// stampingOn returns once the kernel stamps data on arrival, and keeps it
-// so for the rest of the test. The kernel turns receive stamping on a
-// moment after the first socket asks (a deferred static key), and off
-// after the last one closes; meanwhile it stamps data when it is read,
-// which is no worse than a read time but is not what these tests check.
-func stampingOn(t *testing.T) {
+// stampedUDPPair is a loopback UDP server socket with receive stamps on
+// and a client connected to it, both closed when the test ends.
+func stampedUDPPair(t *testing.T) (srv, cl *net.UDPConn) {
 	t.Helper()
 	srv, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -65,11 +50,22 @@ func stampingOn(t *testing.T) {
 	if !stampRx(srv) {
 		t.Fatal("SO_TIMESTAMPNS refused on a UDP socket")
 	}
-	cl, err := net.DialUDP("udp", nil, srv.LocalAddr().(*net.UDPAddr))
+	cl, err = net.DialUDP("udp", nil, srv.LocalAddr().(*net.UDPAddr))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	t.Cleanup(func() { cl.Close() })
+	return srv, cl
+}
+
+// stampingOn returns once the kernel stamps data on arrival, and keeps it
+// so for the rest of the test. The kernel turns receive stamping on a
+// moment after the first socket asks (a deferred static key), and off
+// after the last one closes; meanwhile it stamps data when it is read,
+// which is no worse than a read time but is not what these tests check.
+func stampingOn(t *testing.T) {
+	t.Helper()
+	srv, cl := stampedUDPPair(t) // srv stays open, keeping stamping on
 	buf, oob := make([]byte, 64), make([]byte, oobSize)
 	for i := 0; i < 100; i++ {
 		if _, err := cl.Write([]byte("warm")); err != nil {
