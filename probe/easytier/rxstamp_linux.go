@@ -184,7 +184,7 @@ func (s *stampedConn) lastRx() time.Time { return s.last }
 
 // readUDPStamped reads one datagram with its kernel receive stamp.
 func readUDPStamped(c *net.UDPConn, p []byte, oob []byte) (int, time.Time, error) {
-	n, oobn, _, _, err := c.ReadMsgUDP(p, oob)
+	n, oobn, _, _, err := c.ReadMsgUDPAddrPort(p, oob) // no address allocated
 	if err != nil {
 		return n, time.Time{}, err
 	}
