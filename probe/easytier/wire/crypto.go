@@ -19,36 +19,50 @@ const (
 	CipherXOR       = "xor"
 )
 
-// Keys holds the AEADs derived from one network secret. Build it once per
-// probe with NewKeys; Open tries each cipher EasyTier ships.
+// Keys holds the keys derived from one network secret. Build it once per
+// probe with NewKeys; Open tries each cipher EasyTier ships. An AEAD is only
+// set up when first tried, so a node on the default cipher costs one. A Keys
+// is not safe for concurrent use.
 type Keys struct {
-	aeads  []namedAEAD
-	xorKey [16]byte
+	k128  [16]byte // also the XOR cipher's key
+	k256  [32]byte
+	aeads [3]namedAEAD
+	built int // aeads[:built] are set up
 }
 
 type namedAEAD struct {
 	name string
-	aead cipher.AEAD
+	aead cipher.AEAD // nil: the key did not make a cipher (never, in practice)
 }
+
+// cipherOrder is the order Open tries the AEADs in: EasyTier's default first.
+var cipherOrder = [3]string{CipherAES128GCM, CipherAES256GCM, CipherChaCha20}
 
 // NewKeys derives every legacy RPC key from secret.
 func NewKeys(secret string) *Keys {
-	k128, k256 := Key128(secret), Key256(secret)
-	k := &Keys{xorKey: k128}
-	if b, err := aes.NewCipher(k128[:]); err == nil {
-		if g, err := cipher.NewGCM(b); err == nil {
-			k.aeads = append(k.aeads, namedAEAD{CipherAES128GCM, g})
+	return &Keys{k128: Key128(secret), k256: Key256(secret)}
+}
+
+// aead returns the i-th AEAD of cipherOrder, setting it up on first use.
+func (k *Keys) aead(i int) namedAEAD {
+	for ; k.built <= i; k.built++ {
+		name := cipherOrder[k.built]
+		var a cipher.AEAD
+		switch name {
+		case CipherAES128GCM, CipherAES256GCM:
+			key := k.k256[:]
+			if name == CipherAES128GCM {
+				key = k.k128[:]
+			}
+			if b, err := aes.NewCipher(key); err == nil {
+				a, _ = cipher.NewGCM(b)
+			}
+		case CipherChaCha20:
+			a, _ = chacha20poly1305.New(k.k256[:])
 		}
+		k.aeads[k.built] = namedAEAD{name, a}
 	}
-	if b, err := aes.NewCipher(k256[:]); err == nil {
-		if g, err := cipher.NewGCM(b); err == nil {
-			k.aeads = append(k.aeads, namedAEAD{CipherAES256GCM, g})
-		}
-	}
-	if c, err := chacha20poly1305.New(k256[:]); err == nil {
-		k.aeads = append(k.aeads, namedAEAD{CipherChaCha20, c})
-	}
-	return k
+	return k.aeads[i]
 }
 
 // Open decrypts a payload sealed as ciphertext‖tag‖nonce and names the
@@ -60,15 +74,17 @@ func (k *Keys) Open(payload []byte, valid func([]byte) bool) ([]byte, string, er
 		sealed := make([]byte, 0, n-12)
 		sealed = append(sealed, payload[:n-aeadTailLen]...)
 		sealed = append(sealed, payload[n-aeadTailLen:n-12]...)
-		for _, a := range k.aeads {
-			if pt, err := a.aead.Open(nil, nonce, sealed, nil); err == nil {
+		for i := range cipherOrder {
+			if a := k.aead(i); a.aead == nil {
+				continue
+			} else if pt, err := a.aead.Open(nil, nonce, sealed, nil); err == nil {
 				return pt, a.name, nil
 			}
 		}
 	}
 	pt := make([]byte, len(payload))
 	for i := range payload {
-		pt[i] = payload[i] ^ k.xorKey[i%16]
+		pt[i] = payload[i] ^ k.k128[i%16]
 	}
 	if valid != nil && valid(pt) {
 		return pt, CipherXOR, nil
@@ -82,12 +98,12 @@ func (k *Keys) Seal(name string, plaintext, nonce []byte) ([]byte, error) {
 	if name == CipherXOR {
 		out := make([]byte, len(plaintext))
 		for i := range plaintext {
-			out[i] = plaintext[i] ^ k.xorKey[i%16]
+			out[i] = plaintext[i] ^ k.k128[i%16]
 		}
 		return out, nil
 	}
-	for _, a := range k.aeads {
-		if a.name == name {
+	for i := range cipherOrder {
+		if a := k.aead(i); a.name == name && a.aead != nil {
 			ct := a.aead.Seal(nil, nonce, plaintext, nil)
 			return append(ct, nonce...), nil
 		}

@@ -208,6 +208,30 @@ func TestKeys_OpenVectors(t *testing.T) {
 	}
 }
 
+// A node on EasyTier's default cipher costs the prober one AEAD set-up, not
+// three; the others are set up only when tried, in order.
+func TestKeys_SetsUpCiphersWhenTried(t *testing.T) {
+	k := NewKeys("sample-secret")
+	if _, name, err := k.Open(unhex(t, "6603d30c2771489ceb56a15e738055835ff17e8bc3bda4584ec2b6b13502000102030405060708090a0b"), nil); err != nil || name != CipherAES128GCM {
+		t.Fatalf("Open(aes-gcm vector) = %s, %v", name, err)
+	}
+	if k.built != 1 {
+		t.Errorf("after an aes-gcm payload %d AEADs set up, want 1", k.built)
+	}
+	if _, name, err := k.Open(unhex(t, "55a33d06c814a38b10ae83102952d0b22af8fc20586de568bbafc3894727000102030405060708090a0b"), nil); err != nil || name != CipherChaCha20 {
+		t.Fatalf("Open(chacha20 vector) = %s, %v", name, err)
+	}
+	if k.built != 3 {
+		t.Errorf("after a chacha20 payload %d AEADs set up, want 3", k.built)
+	}
+	// Sealing with a cipher set up later still matches the vectors' keys.
+	k2 := NewKeys("sample-secret")
+	ct, err := k2.Seal(CipherAES256GCM, []byte("hello easytier"), unhex(t, "000102030405060708090a0b"))
+	if err != nil || hex.EncodeToString(ct) != "1dbc2de1bf8b5d417f1d2cbe3a4ab19fc86b9991d50ca6019ebb23d00630000102030405060708090a0b" {
+		t.Errorf("Seal(aes-256-gcm) = %x, %v", ct, err)
+	}
+}
+
 func TestTCPFrameLen_Bounds(t *testing.T) {
 	for _, tc := range []struct {
 		n    uint32
