@@ -19,6 +19,19 @@ type nodeSession struct {
 	peer      uint32
 	theirName string
 	delayed   sync.WaitGroup // writes scheduled by later; serve waits for them
+
+	keysMu sync.Mutex // pushes may be sent from later's goroutines
+	keys   *wire.Keys // like a node's, derived once per connection
+}
+
+// seal encrypts a route push piece with the fake's cipher.
+func (n *nodeSession) seal(pkt, nonce []byte) ([]byte, error) {
+	n.keysMu.Lock()
+	defer n.keysMu.Unlock()
+	if n.keys == nil {
+		n.keys = wire.NewKeys(n.f.NetworkSecret)
+	}
+	return n.keys.Seal(n.f.Encrypt, pkt, nonce)
 }
 
 func (n *nodeSession) send(t wire.PacketType, payload []byte) error {
@@ -192,7 +205,7 @@ func (n *nodeSession) pushRoute(req wire.RPCPacket, same bool) {
 		if same && f.Encrypt != "" {
 			nonce := make([]byte, 12)
 			_, _ = rand.Read(nonce)
-			sealed, err := wire.NewKeys(f.NetworkSecret).Seal(f.Encrypt, pkt, nonce)
+			sealed, err := n.seal(pkt, nonce)
 			if err != nil {
 				return
 			}
