@@ -38,6 +38,8 @@ const (
 func main() {
 	runs := flag.Int("runs", 3, "runs per case")
 	samples := flag.Int("samples", 10, "pings per probe")
+	transports := flag.String("transports", "tcp,ws,udp", "transports to measure")
+	only := flag.String("cases", "", "only the cases whose name starts with one of these (comma-separated), e.g. \"50 ms\"")
 	flag.Parse()
 	py := easytiertest.Python()
 	if py == "" {
@@ -74,7 +76,7 @@ func main() {
 	fmt.Println()
 	fmt.Println("| transport | case | truth ms | echo ms | ours ms | node's ms | our error ms | node's error ms | our error vs echo ms | target 0.3 ms + 1 % (vs truth / vs echo) | ours ≤ node's |")
 	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|:---:|")
-	for _, tr := range []string{"tcp", "ws", "udp"} {
+	for _, tr := range strings.Split(*transports, ",") {
 		upstream := fmt.Sprintf("127.0.0.1:%d", port)
 		if tr == "ws" {
 			upstream = fmt.Sprintf("127.0.0.1:%d", port+1)
@@ -132,7 +134,7 @@ func main() {
 		}
 		baseline := stats.Median(base)
 		for _, c := range cases {
-			if c.transportOnly != "" && c.transportOnly != tr {
+			if c.transportOnly != "" && c.transportOnly != tr || !selected(c.name, *only) {
 				continue
 			}
 			setDelay(c.delayMS, c.jitterMS, c.loss)
@@ -169,6 +171,20 @@ func main() {
 	fmt.Println()
 	fmt.Println("(Jitter and loss rows are shown for spread; the accuracy target applies to the fixed-delay rows.)")
 	fmt.Println()
+}
+
+// selected says whether a case is among the comma-separated name prefixes
+// of -cases (all when empty).
+func selected(name, only string) bool {
+	if only == "" {
+		return true
+	}
+	for _, p := range strings.Split(only, ",") {
+		if strings.HasPrefix(name, strings.TrimSpace(p)) {
+			return true
+		}
+	}
+	return false
 }
 
 // startEchoes runs a tcp and a udp echo server on loopback.
