@@ -5,27 +5,52 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// The floor: what 1,000 concurrent loopback TCP exchanges of a probe's
-// shape cost on this machine with no EasyTier in them at all — connect,
-// a 64-byte request and answer three times (the second answer after the
-// fake nodes' delay, as a pong), close — between two processes, as the
-// job and the fake nodes are. A probe phase cannot beat it; the gap
-// between the two is what the prober itself adds.
+// The floor: what the job's own traffic costs on this machine with no
+// EasyTier in it at all. 1,000 concurrent loopback TCP exchanges carry the
+// segments a probe does against the fake node, in the same order, as bare
+// 64-byte messages:
+//
+//	client → handshake;         server → handshake reply, then its ping
+//	client → ping               server → pong, after the nodes' delay
+//	client → pong to its ping   client → route request
+//	server → route push         client → push acknowledgement
+//
+// then close; and after all of them, one HTTP PUT per exchange to a
+// loopback backend over 64 keep-alive connections, as the report pass.
+// The server halves run in this process, as the fake nodes and backend do;
+// the client runs in its own, as the job does. A job cannot beat it; the
+// gap between the two is what the prober, the JSON and the state add.
 
 const floorMsg = 64
 
+// Message kinds, the first byte of each floor message.
+const (
+	fHandshake byte = iota
+	fReply
+	fNodePing
+	fPing
+	fPong
+	fNodePong
+	fRouteReq
+	fRoutePush
+	fAck
+)
+
 // floorServe runs 40 listeners on 127.0.1.x answering the floor's
-// exchanges, and returns their addresses and a stop function.
-func floorServe(delay time.Duration) ([]string, func()) {
+// exchanges and a loopback backend, and returns the listeners' addresses,
+// the backend's URL and a stop function.
+func floorServe(delay time.Duration) (addrs []string, backend string, stop func()) {
 	var ls []net.Listener
-	var addrs []string
 	for i := 0; i < 40; i++ {
 		l, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", fmt.Sprintf("127.0.1.%d:0", i+2))
 		if err != nil {
@@ -39,94 +64,177 @@ func floorServe(delay time.Duration) ([]string, func()) {
 				if err != nil {
 					return
 				}
-				go func() {
-					defer c.Close()
-					b := make([]byte, floorMsg)
-					for k := 0; k < 3; k++ {
-						if _, err := io.ReadFull(c, b); err != nil {
-							return
-						}
-						if k == 1 {
-							time.Sleep(delay)
-						}
-						if _, err := c.Write(b); err != nil {
-							return
-						}
-					}
-				}()
+				go floorServeConn(c, delay)
 			}
 		}()
 	}
-	return addrs, func() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, `{"code":200,"message":"Success"}`)
+	}))
+	return addrs, srv.URL, func() {
 		for _, l := range ls {
 			l.Close()
+		}
+		srv.Close()
+	}
+}
+
+// floorServeConn is the server side of one exchange: answers as the fake
+// node does, one write per message, the pong after delay.
+func floorServeConn(c net.Conn, delay time.Duration) {
+	defer c.Close()
+	var wmu sync.Mutex
+	send := func(kind byte) {
+		b := make([]byte, floorMsg)
+		b[0] = kind
+		wmu.Lock()
+		c.Write(b)
+		wmu.Unlock()
+	}
+	var pending sync.WaitGroup
+	defer pending.Wait()
+	b := make([]byte, floorMsg)
+	for {
+		if _, err := io.ReadFull(c, b); err != nil {
+			return
+		}
+		switch b[0] {
+		case fHandshake:
+			send(fReply)
+			send(fNodePing)
+		case fPing:
+			pending.Add(1)
+			time.AfterFunc(delay, func() { send(fPong); pending.Done() })
+		case fRouteReq:
+			send(fRoutePush)
 		}
 	}
 }
 
 // floorClient is the client half, run in a child process: n concurrent
-// exchanges; it prints its wall time, the slowest delayed round trip and
-// its CPU, in seconds.
-func floorClient(addrs []string, n int) {
+// exchanges, then the report pass. It prints its own wall time, the slowest
+// ping's round trip (read time − write time) and its CPU, in seconds.
+func floorClient(addrs []string, backend string, n int) {
 	cpu0 := selfCPU()
 	start := time.Now()
 	var wg sync.WaitGroup
-	var failed sync.Map
+	var failures atomic.Int64
 	var mu sync.Mutex
-	var slowest time.Duration // the delayed exchange's round trip, as a pong's
+	var slowest time.Duration
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			d := net.Dialer{KeepAlive: -1}
-			c, err := d.Dial("tcp", addrs[i%len(addrs)])
+			rtt, err := floorExchange(addrs[i%len(addrs)])
 			if err != nil {
-				failed.Store(i, err)
+				if failures.Add(1) == 1 {
+					fmt.Fprintln(os.Stderr, "floor exchange failed:", err)
+				}
 				return
 			}
-			defer c.Close()
-			b := make([]byte, floorMsg)
-			for k := 0; k < 3; k++ {
-				t0 := time.Now()
-				if _, err := c.Write(b); err != nil {
-					failed.Store(i, err)
-					return
+			mu.Lock()
+			slowest = max(slowest, rtt)
+			mu.Unlock()
+		}(i)
+	}
+	wg.Wait()
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
+	sem := make(chan struct{}, 64)
+	for i := 0; i < n; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			body := fmt.Sprintf(`{"id":%d,"status":"online","response_time":20,"peer_count":1}`, i+1)
+			req, _ := http.NewRequest(http.MethodPut, backend+"/nodes/status", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := hc.Do(req)
+			if err != nil {
+				if failures.Add(1) == 1 {
+					fmt.Fprintln(os.Stderr, "floor report failed:", err)
 				}
-				if _, err := io.ReadFull(c, b); err != nil {
-					failed.Store(i, err)
-					return
-				}
-				if k == 1 {
-					rtt := time.Since(t0)
-					mu.Lock()
-					slowest = max(slowest, rtt)
-					mu.Unlock()
-				}
+				return
 			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
 		}(i)
 	}
 	wg.Wait()
 	el := time.Since(start)
-	cpu := selfCPU() - cpu0
-	failed.Range(func(k, v any) bool { fmt.Fprintln(os.Stderr, "floor exchange failed:", v); return false })
-	fmt.Printf("%f %f %f\n", el.Seconds(), slowest.Seconds(), cpu.Seconds())
+	fmt.Printf("%f %f %f %d\n", el.Seconds(), slowest.Seconds(), (selfCPU() - cpu0).Seconds(), failures.Load())
+}
+
+// floorExchange is one probe-shaped exchange; it returns the ping's round
+// trip.
+func floorExchange(addr string) (time.Duration, error) {
+	d := net.Dialer{KeepAlive: -1}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	send := func(kind byte) error {
+		b := make([]byte, floorMsg)
+		b[0] = kind
+		_, err := c.Write(b)
+		return err
+	}
+	if err := send(fHandshake); err != nil {
+		return 0, err
+	}
+	var pingAt time.Time
+	var rtt time.Duration
+	var asked, pushed bool
+	b := make([]byte, floorMsg)
+	for rtt == 0 || !pushed {
+		if _, err := io.ReadFull(c, b); err != nil {
+			return 0, err
+		}
+		switch b[0] {
+		case fReply:
+			pingAt = time.Now()
+			err = send(fPing)
+		case fNodePing:
+			if err = send(fNodePong); err == nil && !asked {
+				asked = true
+				err = send(fRouteReq)
+			}
+		case fRoutePush:
+			pushed = true
+			err = send(fAck)
+		case fPong:
+			rtt = time.Since(pingAt)
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return rtt, nil
 }
 
 func floorTable(runs int, delay time.Duration) {
-	addrs, stop := floorServe(delay)
+	addrs, backend, stop := floorServe(delay)
 	defer stop()
-	fmt.Printf("### Floor: 1000 bare TCP exchanges of a probe's shape (3 round trips, one delayed %v), client in its own process\n\n", delay)
-	fmt.Println("| exchanges | wall s | wall − slowest RTT ms | client CPU s |")
-	fmt.Println("|---:|---:|---:|---:|")
-	var wall, over, cpu stat
+	fmt.Printf("### Floor: the job's traffic alone — 1000 bare TCP exchanges with a probe's 9 messages (the pong after %v), then 1000 HTTP PUTs; client in its own process\n\n", delay)
+	fmt.Println("| exchanges | wall s | wall − slowest RTT ms | wall − delay ms | client CPU s | failed |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|")
+	var wall, over, overDelay, cpu, failed stat
 	for r := 0; r < runs; r++ {
-		out, err := exec.Command(os.Args[0], "-floor-client", strings.Join(addrs, ",")).Output()
-		var w, slow, c float64
-		if _, serr := fmt.Sscan(string(out), &w, &slow, &c); err != nil || serr != nil {
+		// Wall time from outside, process start and exit included, as
+		// the job's is.
+		t0 := time.Now()
+		out, err := exec.Command(os.Args[0], "-floor-client", strings.Join(addrs, ","), "-floor-backend", backend).Output()
+		w := time.Since(t0).Seconds()
+		var inner, slow, c, f float64
+		if _, serr := fmt.Sscan(string(out), &inner, &slow, &c, &f); err != nil || serr != nil {
 			fmt.Fprintln(os.Stderr, "floor client:", err, serr)
 			continue
 		}
-		wall, over, cpu = append(wall, w), append(over, (w-slow)*1000), append(cpu, c)
+		wall, over, cpu, failed = append(wall, w), append(over, (w-slow)*1000), append(cpu, c), append(failed, f)
+		overDelay = append(overDelay, w*1000-float64(delay.Milliseconds()))
 	}
-	fmt.Printf("| 1000 | %s | %s | %s |\n\n", wall, over, cpu)
+	fmt.Printf("| 1000 | %s | %s | %s | %s | %s |\n\n", wall, over, overDelay, cpu, failed)
 }

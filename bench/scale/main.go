@@ -11,8 +11,9 @@
 //     does; NEO_DEBUG_CPUPROFILE=file makes each run write a CPU profile
 //     there (the last run's remains), and -save-output keeps the last
 //     run's report with every peer's connect/handshake/RTT timings;
-//   - floor: 1,000 bare TCP exchanges of a probe's shape (floor.go), what
-//     the machine allows before any EasyTier work;
+//   - floor: the job's traffic alone, 1,000 bare TCP exchanges with a
+//     probe's messages and then 1,000 HTTP PUTs (floor.go), what the
+//     machine allows before any EasyTier work;
 //   - report: the report pass alone, 10000 reports to a loopback backend.
 //
 // Each figure is the median of -runs runs with its min–max spread.
@@ -53,10 +54,11 @@ func main() {
 	only := flag.String("only", "probes,job,floor,report", "which tables")
 	sizes := flag.String("sizes", "100,1000,10000", "peer counts for the job table")
 	client := flag.String("floor-client", "", "internal: run the floor's client against these addresses")
+	backend := flag.String("floor-backend", "", "internal: the floor client's backend URL")
 	flag.StringVar(&saveOutput, "save-output", "", "write the last job run's JSON report to this file (per-peer timings)")
 	flag.Parse()
 	if *client != "" {
-		floorClient(strings.Split(*client, ","), 1000)
+		floorClient(strings.Split(*client, ","), *backend, 1000)
 		return
 	}
 	for _, part := range strings.Split(*only, ",") {
@@ -195,8 +197,8 @@ func jobTable(bin string, runs int, delay time.Duration, sizes string) {
 		}
 	}()
 	fmt.Printf("### One invocation of the binary (default -concurrency 1024, 10 s deadline; fake nodes answer pongs after %v; 1 ping per probe with route sync; tcp)\n\n", delay)
-	fmt.Println("| peers | wall s | wall − slowest RTT ms | CPU s | fake nodes + backend CPU s | peak RSS MB | peak goroutines | peak fds | reported | fetch / probe / report / save ms |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+	fmt.Println("| peers | wall s | wall − slowest RTT ms | wall − delay ms | CPU s | fake nodes + backend CPU s | peak RSS MB | peak goroutines | peak fds | reported | fetch / probe / report / save ms |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, s := range strings.Split(sizes, ",") {
 		n, _ := strconv.Atoi(s)
 		var peers []map[string]any
@@ -208,7 +210,7 @@ func jobTable(bin string, runs int, delay time.Duration, sizes string) {
 		body, _ := json.Marshal(map[string]any{"code": 200, "data": map[string]any{"peers": peers}})
 		be := &jobBackend{body: body}
 		srv := httptest.NewServer(be)
-		var wall, over, cpu, fakeCPU, rss, gor, fds, rep stat
+		var wall, over, overDelay, cpu, fakeCPU, rss, gor, fds, rep stat
 		phases := map[string]stat{}
 		for r := 0; r < runs; r++ {
 			dir, _ := os.MkdirTemp("", "neo-bench-")
@@ -250,6 +252,7 @@ func jobTable(bin string, runs int, delay time.Duration, sizes string) {
 			}
 			wall = append(wall, el.Seconds())
 			over = append(over, float64(el.Microseconds()-slowest)/1000)
+			overDelay = append(overDelay, float64((el-delay).Microseconds())/1000)
 			cpu = append(cpu, time.Duration(ru.Utime.Nano()+ru.Stime.Nano()).Seconds())
 			rss = append(rss, float64(pk.RSS)/1024)
 			gor, fds = append(gor, float64(pk.G)), append(fds, float64(pk.F))
@@ -264,7 +267,7 @@ func jobTable(bin string, runs int, delay time.Duration, sizes string) {
 		for _, k := range []string{"fetch_ms", "probe_ms", "report_ms", "save_ms"} {
 			ph = append(ph, fmt.Sprintf("%.0f", stats.Median(phases[k])))
 		}
-		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, wall, over, cpu, fakeCPU, rss, gor, fds, rep, strings.Join(ph, " / "))
+		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, wall, over, overDelay, cpu, fakeCPU, rss, gor, fds, rep, strings.Join(ph, " / "))
 	}
 	fmt.Println()
 }
