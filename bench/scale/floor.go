@@ -68,10 +68,7 @@ func floorServe(delay time.Duration) (addrs []string, backend string, stop func(
 			}
 		}()
 	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		fmt.Fprint(w, `{"code":200,"message":"Success"}`)
-	}))
+	srv := httptest.NewServer(http.HandlerFunc(acceptReport))
 	return addrs, srv.URL, func() {
 		for _, l := range ls {
 			l.Close()
@@ -140,28 +137,20 @@ func floorClient(addrs []string, backend string, n int) {
 	}
 	wg.Wait()
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
-	sem := make(chan struct{}, 64)
-	for i := 0; i < n; i++ {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			body := fmt.Sprintf(`{"id":%d,"status":"online","response_time":20,"peer_count":1}`, i+1)
-			req, _ := http.NewRequest(http.MethodPut, backend+"/nodes/status", strings.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := hc.Do(req)
-			if err != nil {
-				if failures.Add(1) == 1 {
-					fmt.Fprintln(os.Stderr, "floor report failed:", err)
-				}
-				return
+	bounded(n, 64, func(i int) {
+		body := fmt.Sprintf(`{"id":%d,"status":"online","response_time":20,"peer_count":1}`, i+1)
+		req, _ := http.NewRequest(http.MethodPut, backend+"/nodes/status", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			if failures.Add(1) == 1 {
+				fmt.Fprintln(os.Stderr, "floor report failed:", err)
 			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}(i)
-	}
-	wg.Wait()
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	})
 	el := time.Since(start)
 	fmt.Printf("%f %f %f %d\n", el.Seconds(), slowest.Seconds(), (selfCPU() - cpu0).Seconds(), failures.Load())
 }
