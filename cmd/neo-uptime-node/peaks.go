@@ -30,8 +30,8 @@ func vmHWM() int {
 }
 
 // startPeaks samples goroutines every 10 ms and open descriptors (see
-// below) when NEO_DEBUG_PEAKS=1 (used by bench/scale); stop prints the peaks as one
-// JSON line on w.
+// below) when NEO_DEBUG_PEAKS=1 (used by bench/scale); stop prints the
+// peaks as one JSON line on w.
 //
 // NEO_DEBUG_CPUPROFILE=path also writes a CPU profile of the run there
 // (how bench/scale's overhead was profiled: go tool pprof bin/… path).
