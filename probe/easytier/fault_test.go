@@ -18,7 +18,6 @@ import (
 	"github.com/neouptime/neo-uptime-node/probe/easytier/wire"
 )
 
-// openFDs counts this process's open descriptors.
 // openFDs counts the process's descriptors, less the one that keeps the
 // kernel's receive stamping on for a second after a probe (rxstamp_linux.go).
 func openFDs(t *testing.T) int {
