@@ -37,13 +37,88 @@ func TestFileStore_RefusesCorruptAndUnknown(t *testing.T) {
 			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrUnknownSchema) {
 				t.Errorf("Load = %v, want ErrCorrupt or ErrUnknownSchema", err)
 			}
-			if err := s.Acquire(ctx, "me", time.Minute); err == nil {
-				t.Error("Acquire over a bad file succeeded")
+			// The lease is in the lock file: taking and giving it up
+			// works, and never touches the bad state.
+			if err := s.Acquire(ctx, "me", time.Minute); err != nil {
+				t.Errorf("Acquire = %v", err)
+			}
+			if _, err := s.Load(ctx); err == nil {
+				t.Error("Load after Acquire succeeded over a bad file")
+			}
+			if err := s.Release(ctx, "me"); err != nil {
+				t.Errorf("Release = %v", err)
 			}
 			if b, _ := os.ReadFile(path); string(b) != body {
 				t.Errorf("file changed to %q", b)
 			}
 		})
+	}
+}
+
+// TestFileStore_LeaseNeverRewritesState: taking and giving up the lease
+// leave the state file as it is (same inode, same bytes), and a lease
+// torn by a crash reads as free.
+func TestFileStore_LeaseNeverRewritesState(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := &FileStore{Path: path}
+	if err := s.Acquire(ctx, "a", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Lease.Owner != "a" {
+		t.Errorf("Load's lease = %+v, want owner a", st.Lease)
+	}
+	st.History[1] = History{LastClass: "ok"}
+	if err := s.Save(ctx, "a", st); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+	fi0, _ := os.Stat(path)
+	if strings.Contains(string(before), `"lease"`) || strings.Contains(string(before), `"a"`) {
+		t.Errorf("state file carries the lease: %s", before)
+	}
+	if err := s.Release(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Acquire(ctx, "b", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.ReadFile(path)
+	fi1, _ := os.Stat(path)
+	if string(after) != string(before) || !os.SameFile(fi0, fi1) {
+		t.Error("Release/Acquire rewrote the state file")
+	}
+	// A crash of the holder mid-write leaves an empty or torn lease.
+	for _, torn := range []string{"", `{"owner":"b","expi`} {
+		os.WriteFile(path+".lock", []byte(torn), 0o600)
+		if err := s.Acquire(ctx, "c", time.Minute); err != nil {
+			t.Errorf("Acquire over lease %q = %v, want it free", torn, err)
+		}
+	}
+}
+
+// TestFileStore_IgnoresLeaseInOldStateFile: files written before the lease
+// moved to the lock file still load, and their stale lease holds nothing.
+func TestFileStore_IgnoresLeaseInOldStateFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	old := `{"schema":"neo-uptime-node/state","version":1,"lease":{"owner":"old-run","expires":"2999-01-01T00:00:00Z"},` +
+		`"peer_cache":{"fetched_at":"2026-11-26T00:00:00Z","peers":null},"history":{"5":{"last_class":"ok"}},"pending":{},"saved_at":"2026-11-26T00:00:00Z"}`
+	os.WriteFile(path, []byte(old), 0o600)
+	s := &FileStore{Path: path}
+	if err := s.Acquire(ctx, "new", time.Minute); err != nil {
+		t.Fatalf("Acquire = %v, want the file's old lease ignored", err)
+	}
+	st, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.History[5].LastClass != "ok" || st.Lease.Owner != "new" {
+		t.Errorf("Load = history %+v, lease %+v", st.History, st.Lease)
 	}
 }
 
@@ -60,10 +135,8 @@ func TestFileStore_CrashHelper(t *testing.T) {
 	for i := 0; ; i++ {
 		if err := s.Acquire(ctx, owner, time.Hour); err != nil {
 			// The previous (killed) child holds it: take over by waiting
-			// is not possible in a test, so clear it by writing anew.
-			st := New()
-			st.Lease = Lease{Owner: owner, Expires: time.Now().Add(time.Hour)}
-			_ = s.write(st)
+			// is not possible in a test, so clear it.
+			_ = s.locked(ctx, func(lf *os.File) error { return writeLease(lf, Lease{}) })
 			continue
 		}
 		st, err := s.Load(ctx)

@@ -94,7 +94,7 @@ type Pending struct {
 type State struct {
 	Schema  string            `json:"schema"`
 	Version int               `json:"version"`
-	Lease   Lease             `json:"lease"`
+	Lease   Lease             `json:"lease,omitzero"` // as loaded; a FileStore keeps it in the lock file
 	Peers   PeerCache         `json:"peer_cache"`
 	History map[int64]History `json:"history"`
 	Pending map[int64]Pending `json:"pending"`
