@@ -208,15 +208,17 @@ func floorTable(runs int, delay time.Duration) {
 	addrs, backend, stop := floorServe(delay)
 	defer stop()
 	fmt.Printf("### Floor: the job's traffic alone — 1000 bare TCP exchanges with a probe's 9 messages (the pong after %v), then 1000 HTTP PUTs; client in its own process\n\n", delay)
-	fmt.Println("| exchanges | wall s | wall − slowest RTT ms | wall − delay ms | client CPU s | failed |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|")
-	var wall, over, overDelay, cpu, failed stat
+	fmt.Println("| exchanges | wall s | wall − slowest RTT ms | wall − delay ms | client CPU s | servers + backend CPU s | failed |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|")
+	var wall, over, overDelay, cpu, srvCPU, failed stat
 	for r := 0; r < runs; r++ {
 		// Wall time from outside, process start and exit included, as
 		// the job's is.
+		cpu0 := selfCPU()
 		t0 := time.Now()
 		out, err := exec.Command(os.Args[0], "-floor-client", strings.Join(addrs, ","), "-floor-backend", backend).Output()
 		w := time.Since(t0).Seconds()
+		srvCPU = append(srvCPU, (selfCPU() - cpu0).Seconds())
 		var inner, slow, c, f float64
 		if _, serr := fmt.Sscan(string(out), &inner, &slow, &c, &f); err != nil || serr != nil {
 			fmt.Fprintln(os.Stderr, "floor client:", err, serr)
@@ -225,5 +227,5 @@ func floorTable(runs int, delay time.Duration) {
 		wall, over, cpu, failed = append(wall, w), append(over, (w-slow)*1000), append(cpu, c), append(failed, f)
 		overDelay = append(overDelay, w*1000-float64(delay.Milliseconds()))
 	}
-	fmt.Printf("| 1000 | %s | %s | %s | %s | %s |\n\n", wall, over, overDelay, cpu, failed)
+	fmt.Printf("| 1000 | %s | %s | %s | %s | %s | %s |\n\n", wall, over, overDelay, cpu, srvCPU, failed)
 }
