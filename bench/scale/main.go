@@ -6,11 +6,14 @@
 //   - job: the built binary, one invocation against N = 100, 1000, 10000
 //     peers (fake nodes answering with a fixed delay, spread over many
 //     ports and 127.0.0.0/8 addresses): wall, CPU, peak RSS, peak
-//     goroutines and descriptors;
+//     goroutines and descriptors. Each timed run finds the state the
+//     previous one left, as a scheduled run does, and carries no sampler;
+//     the peaks come from a second, untimed run with NEO_DEBUG_PEAKS.
 //     The phases column splits the wall time as the binary's JSON report
-//     does; NEO_DEBUG_CPUPROFILE=file makes each run write a CPU profile
-//     there (the last run's remains), and -save-output keeps the last
-//     run's report with every peer's connect/handshake/RTT timings;
+//     does; NEO_DEBUG_CPUPROFILE=file makes each timed run write a CPU
+//     profile there (the last run's remains), and -save-output keeps the
+//     last timed run's report with every peer's connect/handshake/RTT
+//     timings;
 //   - floor: the job's traffic alone, 1,000 bare TCP exchanges with a
 //     probe's messages and then 1,000 HTTP PUTs (floor.go), what the
 //     machine allows before any EasyTier work;
