@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
-	"sync"
 	"time"
 
 	"github.com/neouptime/neo-uptime-node/probe"
@@ -55,7 +53,8 @@ func saveReserve(reportReserve time.Duration) time.Duration {
 	return min(time.Second, reportReserve/4)
 }
 
-// Job is one invocation: fetch → probe → report → save.
+// Job is one invocation: fetch → probe, reporting each result as it
+// comes → save.
 type Job struct {
 	Cfg     *Config
 	Backend backend
@@ -122,6 +121,11 @@ func (j *Job) Run(ctx context.Context) (*RunReport, error) {
 	}
 
 	t = j.now()
+	// Reports go out as results come in: the report pass runs beside the
+	// probes, under its own deadline, and is waited for after them.
+	rctx, rcancel := context.WithDeadline(ctx, end.Add(-saveReserve(cfg.ReportReserve)))
+	defer rcancel()
+	pass := j.startReports(rctx, st, peers, rep)
 	jobCtx, jobCancel := context.WithDeadline(ctx, end.Add(-cfg.ReportReserve))
 	if j.Stop != nil {
 		go func() {
@@ -132,15 +136,12 @@ func (j *Job) Run(ctx context.Context) (*RunReport, error) {
 			}
 		}()
 	}
-	targets, results := j.probe(jobCtx, peers, rep)
+	results := j.probe(jobCtx, peers, rep, pass.result)
 	jobCancel()
 	rep.Phases["probe_ms"] = ms(j.now().Sub(t))
 
-	statuses := j.decide(st, targets, results, rep)
-
 	t = j.now()
-	rctx, rcancel := context.WithDeadline(ctx, end.Add(-saveReserve(cfg.ReportReserve)))
-	delivered := j.deliver(rctx, st, statuses, rep)
+	fresh, delivered := pass.finish(results)
 	rcancel()
 	rep.Phases["report_ms"] = ms(j.now().Sub(t))
 
@@ -152,7 +153,7 @@ func (j *Job) Run(ctx context.Context) (*RunReport, error) {
 	}
 	rep.Phases["save_ms"] = ms(j.now().Sub(t))
 	rep.FinishedAt = j.now().UTC()
-	if len(statuses) > 0 && delivered == 0 && rep.Undelivered > 0 {
+	if fresh > 0 && delivered == 0 && rep.Undelivered > 0 {
 		return rep, fmt.Errorf("delivering reports: none of %d delivered (kept for the next run)", rep.Undelivered)
 	}
 	return rep, nil
@@ -218,11 +219,12 @@ func (j *Job) fromCache(st *state.State, rep *RunReport) []report.Peer {
 	return out
 }
 
-// probe runs every supported peer through the runner; unsupported peers
-// get a result without being probed.
-func (j *Job) probe(ctx context.Context, peers []report.Peer, rep *RunReport) ([]report.Peer, []probe.Result) {
+// probe runs every supported peer through the runner, handing each result
+// to done as it completes; unsupported peers get a result without being
+// probed. It returns every probed peer's result, done or not (a probe never
+// started has no done call).
+func (j *Job) probe(ctx context.Context, peers []report.Peer, rep *RunReport, done func(probe.Result)) []probe.Result {
 	var targets []probe.Target
-	var probed []report.Peer
 	for _, p := range peers {
 		if p.Unsupported {
 			rep.Peers = append(rep.Peers, PeerResult{ID: p.ID, Name: p.Name, Target: p.URL(),
@@ -230,164 +232,20 @@ func (j *Job) probe(ctx context.Context, peers []report.Peer, rep *RunReport) ([
 			j.Log.Warn("unsupported protocol, not probed", keyPeer, p.ID, "protocol", p.Protocol)
 			continue
 		}
-		probed = append(probed, p)
 		targets = append(targets, probe.Target{ID: p.ID, Name: p.Name, URL: p.URL(), NetworkName: p.NetworkName, NetworkSecret: p.NetworkSecret})
 	}
-	var done int
-	var mu sync.Mutex
+	var n int
 	total := len(targets)
 	r := *j.Runner
-	r.OnResult = func(res probe.Result) {
-		mu.Lock()
-		done++
-		n := done
-		mu.Unlock()
+	r.OnResult = func(res probe.Result) { // called one at a time
+		n++
 		lg := j.Log.With(keyPeer, res.Target.ID, keyTarget, res.Target.URL)
 		if res.Class == probe.ClassOK {
 			lg.Debug("probe", keyClass, res.Class, keyRTT, float64(res.Obs.LatencyUS())/1000, "done", n, "of", total)
 		} else {
 			lg.Debug("probe", keyClass, res.Class, keyReason, res.Reason, keyErr, res.Err, "done", n, "of", total)
 		}
+		done(res)
 	}
-	return probed, r.Run(ctx, targets)
-}
-
-// decide updates each peer's history and returns the statuses to report.
-func (j *Job) decide(st *state.State, peers []report.Peer, results []probe.Result, rep *RunReport) []report.Status {
-	cfg := j.Cfg
-	now := j.now().UTC()
-	var out []report.Status
-	for i, res := range results {
-		pr := newPeerResult(peers[i], res)
-		if !res.Known() {
-			pr.Decision = "unknown"
-			if res.Class == probe.ClassInternal {
-				j.Log.Error("probe failed internally", keyPeer, res.Target.ID, keyErr, res.Err)
-			}
-			rep.Peers = append(rep.Peers, pr)
-			continue
-		}
-		h := st.History[res.Target.ID]
-		h.LastClass, h.LastProbedAt = string(res.Class), now
-		var s report.Status
-		if res.Online() {
-			h.ConsecOK, h.ConsecFail = h.ConsecOK+1, 0
-			h.LastRTTUS = res.Obs.LatencyUS()
-			s = report.Status{ID: res.Target.ID, Status: "online", ResponseTime: report.ResponseTimeMS(h.LastRTTUS)}
-			if n := res.Obs.Node; n != nil {
-				h.LastVersion = n.Version
-				if n.ForeignKnown {
-					s.PeerCount = n.ForeignNetworks
-				}
-			}
-			h.LastPeerCount = s.PeerCount
-			if h.Reported == "offline" && h.ConsecOK < cfg.UpAfter {
-				pr.Decision = fmt.Sprintf("held (online %d/%d)", h.ConsecOK, cfg.UpAfter)
-				st.History[res.Target.ID] = h
-				rep.Peers = append(rep.Peers, pr)
-				continue
-			}
-		} else {
-			h.ConsecFail, h.ConsecOK = h.ConsecFail+1, 0
-			s = report.Status{ID: res.Target.ID, Status: "offline"}
-			if h.Reported != "offline" && h.ConsecFail < cfg.DownAfter {
-				pr.Decision = fmt.Sprintf("held (failed %d/%d)", h.ConsecFail, cfg.DownAfter)
-				st.History[res.Target.ID] = h
-				rep.Peers = append(rep.Peers, pr)
-				continue
-			}
-		}
-		if h.Reported != s.Status {
-			h.Reported, h.ChangedAt = s.Status, now
-		}
-		st.History[res.Target.ID] = h
-		pr.Decision = "report"
-		sc := s
-		pr.Reported = &sc
-		rep.Peers = append(rep.Peers, pr)
-		out = append(out, s)
-	}
-	sort.Slice(rep.Peers, func(a, b int) bool { return rep.Peers[a].ID < rep.Peers[b].ID })
-	return out
-}
-
-// deliver sends pending reports (unless replaced by a fresher one) and this
-// run's, with bounded concurrency. What cannot be delivered stays pending.
-func (j *Job) deliver(ctx context.Context, st *state.State, fresh []report.Status, rep *RunReport) int {
-	now := j.now().UTC()
-	type item struct {
-		s       report.Status
-		at      time.Time
-		pending bool
-	}
-	var items []item
-	freshIDs := map[int64]bool{}
-	for _, s := range fresh {
-		freshIDs[s.ID] = true
-	}
-	for id, p := range st.Pending {
-		if freshIDs[id] {
-			rep.PendingReplaced++
-			continue
-		}
-		if now.Sub(p.MeasuredAt) > pendingMaxAge {
-			rep.PendingExpired++
-			j.Log.Error("dropping an undelivered report older than "+pendingMaxAge.String(), keyPeer, id, "status", p.Status, "measured_at", p.MeasuredAt)
-			continue
-		}
-		items = append(items, item{report.Status{ID: p.ID, Status: p.Status, ResponseTime: p.ResponseTime, PeerCount: p.PeerCount}, p.MeasuredAt, true})
-	}
-	sort.Slice(items, func(a, b int) bool { return items[a].s.ID < items[b].s.ID })
-	for _, s := range fresh {
-		items = append(items, item{s, now, false})
-	}
-	next := map[int64]state.Pending{}
-	errs := make([]error, len(items))
-	sem := make(chan struct{}, j.Cfg.ReportConns)
-	var wg sync.WaitGroup
-	for i := range items {
-		if ctx.Err() != nil {
-			errs[i] = ctx.Err()
-			continue
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			errs[i] = j.Backend.Submit(ctx, items[i].s)
-		}(i)
-	}
-	wg.Wait()
-	delivered := 0
-	for i, it := range items {
-		err := errs[i]
-		var he *report.HTTPError
-		if err == nil {
-			delivered++
-			if it.pending {
-				rep.PendingDelivered++
-			}
-			continue
-		}
-		// Kept either way: a refusal may be the backend's passing fault
-		// (code 500 in a 2xx envelope), and a fresher result replaces it.
-		rep.Undelivered++
-		next[it.s.ID] = state.Pending{ID: it.s.ID, Status: it.s.Status, ResponseTime: it.s.ResponseTime, PeerCount: it.s.PeerCount, MeasuredAt: it.at}
-		if errors.As(err, &he) && !he.Retryable() && he.Status != 401 && he.Status != 403 {
-			rep.Rejected++
-			j.Log.Error("backend rejected report, kept for the next run", keyPeer, it.s.ID, "status", it.s.Status, keyErrCls, report.ErrorClass(err), keyErr, err)
-		} else {
-			j.Log.Warn("report not delivered, kept for the next run", keyPeer, it.s.ID, keyErrCls, report.ErrorClass(err), keyErr, err)
-		}
-	}
-	for i := range rep.Peers {
-		if r := rep.Peers[i].Reported; r != nil {
-			_, failed := next[r.ID]
-			rep.Peers[i].Delivered = !failed
-		}
-	}
-	st.Pending = next
-	rep.Reported = delivered
-	return delivered
+	return r.Run(ctx, targets)
 }

@@ -155,7 +155,9 @@ func TestResourceBounds(t *testing.T) {
 
 // TestCrashMidRunRecovers kills a run (kill -9, as a Lambda timeout or OOM
 // would) while it holds the lease and has undelivered reports from an
-// earlier run; later runs wait for the lease to expire, then deliver.
+// earlier run; later runs wait for the lease to expire, then deliver. The
+// killed run has already delivered the result it had: reports go out as
+// probes finish, not after the slowest one.
 func TestCrashMidRunRecovers(t *testing.T) {
 	fast := startFake(t, &easytiertest.Fake{NetworkName: "n"})
 	silent := startFake(t, &easytiertest.Fake{Behavior: easytiertest.AcceptSilence})
@@ -185,18 +187,25 @@ func TestCrashMidRunRecovers(t *testing.T) {
 	time.Sleep(700 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
+	if got := be.reports(); len(got[1]) != 1 || got[1][0].Status != "online" {
+		t.Errorf("peer 1 reports after the killed run = %v, want its one online result, delivered before the kill", got[1])
+	}
 	// Run 3, at once: the dead run's lease still holds.
 	if res := runBinary(t, env, args...); !res.report.Skipped {
 		t.Errorf("run 3 did not see the crashed run's lease:\n%s", res.stderr)
 	}
-	// Run 4, after the lease expired: recovers and delivers run 1's report
-	// (replaced by its own fresher result) exactly once.
+	// Run 4, after the lease expired: recovers; run 1's report, still
+	// pending since run 2 never saved, is replaced by run 4's own result
+	// and never sent.
 	time.Sleep(3 * time.Second)
 	res := runBinary(t, env, args...)
 	if res.code != exitOK || res.report.Skipped {
 		t.Fatalf("run 4: exit %d, skipped %v\n%s", res.code, res.report.Skipped, res.stderr)
 	}
-	if got := be.reports(); len(got[1]) != 1 || got[1][0].Status != "online" {
-		t.Errorf("peer 1 reports = %v, want one online", got[1])
+	if got := be.reports(); len(got[1]) != 2 || got[1][1].Status != "online" {
+		t.Errorf("peer 1 reports = %v, want two online (runs 2 and 4)", got[1])
+	}
+	if res.report.PendingReplaced != 1 || res.report.PendingDelivered != 0 {
+		t.Errorf("run 4 pending replaced, delivered = %d, %d; want 1, 0", res.report.PendingReplaced, res.report.PendingDelivered)
 	}
 }
