@@ -108,13 +108,8 @@ func (j *Job) Run(ctx context.Context) (*RunReport, error) {
 			j.Log.Warn("releasing run lease", keyErr, err)
 		}
 	}()
-	st, err := j.Store.Load(ctx)
-	if err != nil {
-		return rep, fmt.Errorf("loading state: %w", err)
-	}
-
 	t := j.now()
-	peers, err := j.peers(ctx, st, rep)
+	st, peers, err := j.loadAndFetch(ctx, rep)
 	rep.Phases["fetch_ms"] = ms(j.now().Sub(t))
 	if err != nil {
 		return rep, err
@@ -161,20 +156,52 @@ func (j *Job) Run(ctx context.Context) (*RunReport, error) {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// peers returns the list to probe: the cache while it is younger than the
-// fetch interval, else the backend's, else a cache not older than the max age.
-func (j *Job) peers(ctx context.Context, st *state.State, rep *RunReport) ([]report.Peer, error) {
+// loadAndFetch loads the state and returns it with the peers to probe: the
+// cache while it is younger than the fetch interval, else the backend's,
+// else a cache not older than the max age. When every run fetches (a fetch
+// interval of 0, the default) the state is read while the list is fetched.
+func (j *Job) loadAndFetch(ctx context.Context, rep *RunReport) (*state.State, []report.Peer, error) {
+	if j.Cfg.PeerFetchInterval > 0 {
+		st, err := j.Store.Load(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("loading state: %w", err)
+		}
+		if age := j.now().Sub(st.Peers.FetchedAt); len(st.Peers.Peers) > 0 && age < j.Cfg.PeerFetchInterval {
+			rep.PeerSource = "cache"
+			return st, j.fromCache(st, rep), nil
+		}
+		peers, warns, err := j.fetch(ctx)
+		peers, err = j.usePeerList(st, rep, peers, warns, err)
+		return st, peers, err
+	}
+	var st *state.State
+	loaded := make(chan error, 1)
+	go func() {
+		var err error
+		st, err = j.Store.Load(ctx)
+		loaded <- err
+	}()
+	peers, warns, ferr := j.fetch(ctx)
+	if err := <-loaded; err != nil {
+		return nil, nil, fmt.Errorf("loading state: %w", err)
+	}
+	peers, err := j.usePeerList(st, rep, peers, warns, ferr)
+	return st, peers, err
+}
+
+// fetch asks the backend for the peer list. A failing backend gets a fifth
+// of the run, so that the cached list still leaves time to probe and report.
+func (j *Job) fetch(ctx context.Context) ([]report.Peer, []string, error) {
+	fctx, fcancel := context.WithTimeout(ctx, max(j.Cfg.Deadline/5, 2*time.Second))
+	defer fcancel()
+	return j.Backend.ListTargets(fctx, j.Cfg.Region)
+}
+
+// usePeerList returns the backend's list, recording it in the cache, or when the
+// fetch failed the cache if not older than the max age.
+func (j *Job) usePeerList(st *state.State, rep *RunReport, peers []report.Peer, warns []string, err error) ([]report.Peer, error) {
 	cfg := j.Cfg
 	age := j.now().Sub(st.Peers.FetchedAt)
-	if cfg.PeerFetchInterval > 0 && len(st.Peers.Peers) > 0 && age < cfg.PeerFetchInterval {
-		rep.PeerSource = "cache"
-		return j.fromCache(st, rep), nil
-	}
-	// A failing backend gets a fifth of the run, so that the cached list
-	// still leaves time to probe and report.
-	fctx, fcancel := context.WithTimeout(ctx, max(cfg.Deadline/5, 2*time.Second))
-	defer fcancel()
-	peers, warns, err := j.Backend.ListTargets(fctx, cfg.Region)
 	for _, w := range warns {
 		j.Log.Warn("peer list", "warning", w)
 		rep.Warnings = append(rep.Warnings, w)

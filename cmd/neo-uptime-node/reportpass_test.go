@@ -17,15 +17,23 @@ import (
 )
 
 // submitLog is a backend that records the order of Submit calls and fails
-// the ids in fail.
+// the ids in fail; it lists list, counting fetches.
 type submitLog struct {
-	mu   sync.Mutex
-	got  []report.Status
-	fail map[int64]bool
+	mu      sync.Mutex
+	got     []report.Status
+	fail    map[int64]bool
+	list    []report.Peer
+	fetches int
 }
 
 func (b *submitLog) ListTargets(context.Context, string) ([]report.Peer, []string, error) {
-	return nil, nil, errors.New("not used")
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.fetches++
+	if b.list == nil {
+		return nil, nil, errors.New("no list")
+	}
+	return b.list, nil, nil
 }
 
 func (b *submitLog) Submit(_ context.Context, s report.Status) error {

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/neouptime/neo-uptime-node/probe"
+	"github.com/neouptime/neo-uptime-node/probe/easytier"
+	"github.com/neouptime/neo-uptime-node/report"
+	"github.com/neouptime/neo-uptime-node/state"
+)
+
+// memStore keeps the state in memory; Load waits for gate, when set.
+type memStore struct {
+	mu      sync.Mutex
+	st      *state.State
+	gate    func() bool // Load fails unless it returns true
+	loadErr error
+}
+
+func (m *memStore) Acquire(context.Context, string, time.Duration) error { return nil }
+func (m *memStore) Release(context.Context, string) error                { return nil }
+
+func (m *memStore) Load(context.Context) (*state.State, error) {
+	if m.gate != nil && !m.gate() {
+		return nil, errors.New("gate not passed")
+	}
+	if m.loadErr != nil {
+		return nil, m.loadErr
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.st == nil {
+		return state.New(), nil
+	}
+	return m.st, nil
+}
+
+func (m *memStore) Save(_ context.Context, _ string, st *state.State) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.st = st
+	return nil
+}
+
+func testJob(be backend, st store, fetchInterval time.Duration) *Job {
+	cfg := &Config{PeerFetchInterval: fetchInterval, PeerCacheMaxAge: time.Hour, Deadline: 5 * time.Second,
+		ReportReserve: time.Second, ReportConns: 2, UpAfter: 1, DownAfter: 1}
+	return &Job{Cfg: cfg, Backend: be, Store: st, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Sealer: state.NewSealer("k"), Runner: &probe.Runner{Probe: func(context.Context, probe.Target) (easytier.Observation, error) {
+			return easytier.Observation{SamplesUS: []int64{1000}}, nil
+		}}}
+}
+
+// TestJob_LoadsStateWhileFetching: with a fetch interval of 0 every run
+// fetches, so the state is read while the list is on its way (the store's
+// Load here only succeeds once the fetch has started); a failed load still
+// fails the run.
+func TestJob_LoadsStateWhileFetching(t *testing.T) {
+	be := &submitLog{list: []report.Peer{{ID: 1, Host: "127.0.0.1", Port: 1, Protocol: "tcp"}}}
+	ms := &memStore{gate: func() bool {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			be.mu.Lock()
+			n := be.fetches
+			be.mu.Unlock()
+			if n > 0 {
+				return true
+			}
+		}
+		return false
+	}}
+	rep, err := testJob(be, ms, 0).Run(context.Background())
+	if err != nil || rep.PeerSource != "backend" || rep.Reported != 1 {
+		t.Fatalf("run: err %v, source %q, reported %d; want the state loaded during the fetch, 1 reported", err, rep.PeerSource, rep.Reported)
+	}
+	ms.loadErr = errors.New("disk on fire")
+	if _, err := testJob(be, ms, 0).Run(context.Background()); err == nil || !errors.Is(err, ms.loadErr) {
+		t.Errorf("run with a failing load: err %v, want it", err)
+	}
+}
+
+// TestJob_FetchIntervalReusesCache: with a fetch interval, a run within it
+// probes the cached list without fetching; after it, the run fetches; a
+// failed fetch falls back to the cache.
+func TestJob_FetchIntervalReusesCache(t *testing.T) {
+	be := &submitLog{list: []report.Peer{{ID: 7, Host: "127.0.0.1", Port: 1, Protocol: "tcp", NetworkSecret: "s"}}}
+	ms := &memStore{}
+	run := func(fetchedAgo time.Duration) *RunReport {
+		t.Helper()
+		if ms.st != nil {
+			ms.st.Peers.FetchedAt = time.Now().Add(-fetchedAgo)
+		}
+		rep, err := testJob(be, ms, time.Minute).Run(context.Background())
+		if err != nil || rep.Reported != 1 {
+			t.Fatalf("run with a list fetched %v ago: err %v, reported %d", fetchedAgo, err, rep.Reported)
+		}
+		return rep
+	}
+	if rep := run(0); rep.PeerSource != "backend" || be.fetches != 1 {
+		t.Errorf("first run: source %q after %d fetches, want backend, 1", rep.PeerSource, be.fetches)
+	}
+	if rep := run(30 * time.Second); rep.PeerSource != "cache" || be.fetches != 1 {
+		t.Errorf("run inside the interval: source %q after %d fetches, want cache, still 1", rep.PeerSource, be.fetches)
+	}
+	if rep := run(90 * time.Second); rep.PeerSource != "backend" || be.fetches != 2 {
+		t.Errorf("run after the interval: source %q after %d fetches, want backend, 2", rep.PeerSource, be.fetches)
+	}
+	be.list = nil
+	if rep := run(90 * time.Second); rep.PeerSource != "cache" || be.fetches != 3 {
+		t.Errorf("run with the backend failing: source %q after %d fetches, want cache, 3", rep.PeerSource, be.fetches)
+	}
+}
