@@ -25,8 +25,9 @@ import (
 //	client → pong to its ping   client → route request
 //	server → route push         client → push acknowledgement
 //
-// then close; and after all of them, one HTTP PUT per exchange to a
-// loopback backend over 64 keep-alive connections, as the report pass.
+// then close; and as each exchange ends, its HTTP PUT to a loopback
+// backend, 64 at a time over keep-alive connections, as the job's report
+// pass does beside its probes.
 // The server halves run in this process, as the fake nodes and backend do;
 // the client runs in its own, as the job does. A job cannot beat it; the
 // gap between the two is what the prober, the JSON and the state add.
@@ -119,6 +120,29 @@ func floorClient(addrs []string, backend string, n int) {
 	var failures atomic.Int64
 	var mu sync.Mutex
 	var slowest time.Duration
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
+	done := make(chan int, n) // exchanges to report, as they end
+	var reporters sync.WaitGroup
+	for range 64 {
+		reporters.Add(1)
+		go func() {
+			defer reporters.Done()
+			for i := range done {
+				body := fmt.Sprintf(`{"id":%d,"status":"online","response_time":20,"peer_count":1}`, i+1)
+				req, _ := http.NewRequest(http.MethodPut, backend+"/nodes/status", strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := hc.Do(req)
+				if err != nil {
+					if failures.Add(1) == 1 {
+						fmt.Fprintln(os.Stderr, "floor report failed:", err)
+					}
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func(i int) {
@@ -133,24 +157,12 @@ func floorClient(addrs []string, backend string, n int) {
 			mu.Lock()
 			slowest = max(slowest, rtt)
 			mu.Unlock()
+			done <- i
 		}(i)
 	}
 	wg.Wait()
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
-	bounded(n, 64, func(i int) {
-		body := fmt.Sprintf(`{"id":%d,"status":"online","response_time":20,"peer_count":1}`, i+1)
-		req, _ := http.NewRequest(http.MethodPut, backend+"/nodes/status", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := hc.Do(req)
-		if err != nil {
-			if failures.Add(1) == 1 {
-				fmt.Fprintln(os.Stderr, "floor report failed:", err)
-			}
-			return
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	})
+	close(done)
+	reporters.Wait()
 	el := time.Since(start)
 	fmt.Printf("%f %f %f %d\n", el.Seconds(), slowest.Seconds(), (selfCPU() - cpu0).Seconds(), failures.Load())
 }
@@ -207,7 +219,7 @@ func floorExchange(addr string) (time.Duration, error) {
 func floorTable(runs int, delay time.Duration) {
 	addrs, backend, stop := floorServe(delay)
 	defer stop()
-	fmt.Printf("### Floor: the job's traffic alone — 1000 bare TCP exchanges with a probe's 9 messages (the pong after %v), then 1000 HTTP PUTs; client in its own process\n\n", delay)
+	fmt.Printf("### Floor: the job's traffic alone — 1000 bare TCP exchanges with a probe's 9 messages (the pong after %v), each followed by its HTTP PUT as it ends (64 at a time); client in its own process\n\n", delay)
 	fmt.Println("| exchanges | wall s | wall − slowest RTT ms | wall − delay ms | client CPU s | servers + backend CPU s | failed |")
 	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|")
 	var wall, over, overDelay, cpu, srvCPU, failed stat

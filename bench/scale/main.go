@@ -15,7 +15,7 @@
 //     last timed run's report with every peer's connect/handshake/RTT
 //     timings;
 //   - floor: the job's traffic alone, 1,000 bare TCP exchanges with a
-//     probe's messages and then 1,000 HTTP PUTs (floor.go), what the
+//     probe's messages, each followed by its HTTP PUT (floor.go), what the
 //     machine allows before any EasyTier work;
 //   - report: the report pass alone, 10000 reports to a loopback backend.
 //
