@@ -54,6 +54,12 @@ type session struct {
 	foreign    []wire.ForeignNetwork // accumulated foreign-network entries
 	gotForeign bool
 	cipher     string // the cipher that opened the node's pushes
+
+	// Scratch for what we send: each packet is built, written (the
+	// transport copies it) and forgotten before the next, so one payload
+	// and one packet buffer serve the whole probe.
+	msgBuf [160]byte
+	pktBuf [192]byte
 }
 
 func newSession(pc packetConn, opts Options, obs *Observation) *session {
@@ -106,10 +112,13 @@ func (s *session) close() {
 	}
 }
 
+// send wraps payload in a packet header and writes it. payload may be
+// built in s.msgBuf.
 func (s *session) send(t wire.PacketType, to uint32, payload []byte) error {
-	return s.sendPacket(wire.AppendPacket(nil, s.myID, to, t, payload))
+	return s.sendPacket(wire.AppendPacket(s.pktBuf[:0], s.myID, to, t, payload))
 }
 
+// sendPacket writes one packet; pkt is not kept (it may be s.pktBuf).
 func (s *session) sendPacket(pkt []byte) error {
 	if err := wire.CheckOutbound(pkt); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnsafeSend, err)
@@ -136,7 +145,7 @@ func (s *session) run(ctx context.Context) error {
 	obs := s.obs
 	obs.Stage = StageHandshake
 	hsStart := time.Now()
-	hs := wire.AppendHandshake(nil, s.myID, s.opts.NetworkName, s.digest)
+	hs := wire.AppendHandshake(s.msgBuf[:0], s.myID, s.opts.NetworkName, s.digest)
 	if err := s.send(wire.TypeHandShake, 0, hs); err != nil {
 		return fmt.Errorf("sending handshake: %w", err)
 	}
@@ -268,7 +277,7 @@ func (s *session) ping() error {
 	s.nextSeq++
 	s.obs.Sent++
 	s.sentAt[seq] = time.Now()
-	if err := s.send(wire.TypePing, s.nodeID, wire.PingPayload(seq)); err != nil {
+	if err := s.send(wire.TypePing, s.nodeID, binary.LittleEndian.AppendUint32(s.msgBuf[:0], seq)); err != nil {
 		return fmt.Errorf("sending ping %d: %w", seq, err)
 	}
 	return nil
@@ -276,7 +285,7 @@ func (s *session) ping() error {
 
 func (s *session) askRoute() error {
 	s.txID++
-	req := wire.AppendRouteSyncRequest(nil, s.myID, s.nodeID, s.txID, s.opts.NetworkName, s.sessID)
+	req := wire.AppendRouteSyncRequest(s.msgBuf[:0], s.myID, s.nodeID, s.txID, s.opts.NetworkName, s.sessID)
 	if err := s.send(wire.TypeRPCReq, s.nodeID, req); err != nil {
 		return fmt.Errorf("sending route sync: %w", err)
 	}
@@ -304,7 +313,7 @@ func (s *session) handle(in inbound, hsStart time.Time) (accepted bool, err erro
 	}
 	switch h.Type {
 	case wire.TypePing:
-		pong, err := wire.PongFor(in.pkt)
+		pong, err := wire.AppendPongFor(s.pktBuf[:0], in.pkt)
 		if err != nil {
 			return false, nil // never echo a short ping
 		}
@@ -402,8 +411,7 @@ func (s *session) handleRPC(h wire.Header, payload []byte) {
 		return
 	}
 	// Acknowledge so the node does not retry; plaintext is accepted.
-	_ = s.sendPacket(wire.AppendPacket(nil, s.myID, s.nodeID, wire.TypeRPCResp,
-		wire.AppendRouteSyncResponse(nil, s.myID, s.nodeID, whole, s.sessID)))
+	_ = s.send(wire.TypeRPCResp, s.nodeID, wire.AppendRouteSyncResponse(s.msgBuf[:0], s.myID, s.nodeID, whole, s.sessID))
 	inner, err := wire.RPCRequestInner(whole.Body)
 	if err != nil {
 		return

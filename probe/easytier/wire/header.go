@@ -161,14 +161,18 @@ func PingSeq(payload []byte) (uint32, error) {
 // PongFor turns a received Ping packet into the Pong EasyTier expects: the
 // same bytes with only the type changed. A Ping whose payload is shorter
 // than 4 bytes is refused, since a short Pong can abort a node.
-func PongFor(ping []byte) ([]byte, error) {
+func PongFor(ping []byte) ([]byte, error) { return AppendPongFor(nil, ping) }
+
+// AppendPongFor is PongFor appending to dst.
+func AppendPongFor(dst, ping []byte) ([]byte, error) {
 	if len(ping) < HeaderLen+4 {
 		return nil, fmt.Errorf("echoing a %d-byte ping: %w", len(ping), ErrUnsafeMessage)
 	}
 	if PacketType(ping[8]) != TypePing {
 		return nil, fmt.Errorf("echoing packet type %d: %w", ping[8], ErrUnsafeMessage)
 	}
-	p := append([]byte(nil), ping...)
-	p[8] = byte(TypePong)
-	return p, nil
+	n := len(dst)
+	dst = append(dst, ping...)
+	dst[n+8] = byte(TypePong)
+	return dst, nil
 }

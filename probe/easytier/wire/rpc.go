@@ -42,7 +42,8 @@ type RPCPacket struct {
 }
 
 func appendDescriptor(b []byte, d Descriptor) []byte {
-	var m []byte
+	var buf [96]byte // nested messages are built on the stack, then copied in
+	m := buf[:0]
 	m = appendBytesField(m, 1, []byte(d.Domain))
 	m = appendBytesField(m, 2, []byte(d.Proto))
 	m = appendBytesField(m, 3, []byte(d.Service))
@@ -73,11 +74,12 @@ func appendRPCPacket(b []byte, from, to uint32, txID int64, d Descriptor, body [
 // routes: SyncRouteInfoRequest{my_peer_id, my_session_id, is_initiator=true}
 // with no peer infos, no connection table and no foreign-network infos.
 func AppendRouteSyncRequest(b []byte, from, to uint32, txID int64, network string, sessionID uint64) []byte {
-	var req []byte
+	var reqBuf, rpcBuf [32]byte
+	req := reqBuf[:0]
 	req = appendVarintField(req, 1, uint64(from))
 	req = appendVarintField(req, 2, sessionID)
 	req = appendVarintField(req, 3, 1)
-	var rpcReq []byte
+	rpcReq := rpcBuf[:0]
 	rpcReq = appendBytesField(rpcReq, 2, req)
 	rpcReq = appendVarintField(rpcReq, 3, 3000) // timeout_ms, must be > 0
 	d := Descriptor{Domain: network, Proto: RouteProto, Service: RouteService, Method: RouteMethod}
@@ -88,10 +90,11 @@ func AppendRouteSyncRequest(b []byte, from, to uint32, txID int64, network strin
 // SyncRouteInfoResponse{is_initiator=true, session_id}. Its error field is
 // never written: error 0 means DuplicatePeerId and makes a node panic.
 func AppendRouteSyncResponse(b []byte, from, to uint32, req RPCPacket, sessionID uint64) []byte {
-	var resp []byte
+	var respBuf, rpcBuf [32]byte
+	resp := respBuf[:0]
 	resp = appendVarintField(resp, 1, 1)
 	resp = appendVarintField(resp, 2, sessionID)
-	var rpcResp []byte
+	rpcResp := rpcBuf[:0]
 	rpcResp = protowire.AppendTag(rpcResp, 1, protowire.BytesType)
 	rpcResp = protowire.AppendBytes(rpcResp, resp)
 	return appendRPCPacket(b, from, to, req.TransactionID, req.Descriptor, rpcResp, false, req.TraceID)

@@ -109,6 +109,11 @@ func TestPing_PongEcho(t *testing.T) {
 	if got, want := hex.EncodeToString(pong), "d20296490df0ad0b050001000400000007000000"; got != want {
 		t.Errorf("pong = %s, want %s", got, want)
 	}
+	// AppendPongFor writes after what dst holds and leaves the ping alone.
+	withPrefix, err := AppendPongFor([]byte{0xee}, ping)
+	if err != nil || hex.EncodeToString(withPrefix) != "ee"+hex.EncodeToString(pong) || ping[8] != byte(TypePing) {
+		t.Errorf("AppendPongFor(ee, ping) = %x, %v; ping type now %d", withPrefix, err, ping[8])
+	}
 	short := AppendPacket(nil, nodeID, proberID, TypePing, []byte{1, 2})
 	if _, err := PongFor(short); !errors.Is(err, ErrUnsafeMessage) {
 		t.Errorf("PongFor(short ping) err = %v, want ErrUnsafeMessage", err)
