@@ -277,7 +277,7 @@ func (s *session) ping() error {
 	s.nextSeq++
 	s.obs.Sent++
 	s.sentAt[seq] = time.Now()
-	if err := s.send(wire.TypePing, s.nodeID, binary.LittleEndian.AppendUint32(s.msgBuf[:0], seq)); err != nil {
+	if err := s.send(wire.TypePing, s.nodeID, wire.AppendPingPayload(s.msgBuf[:0], seq)); err != nil {
 		return fmt.Errorf("sending ping %d: %w", seq, err)
 	}
 	return nil

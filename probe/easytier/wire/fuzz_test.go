@@ -161,9 +161,9 @@ func FuzzParsePacket(f *testing.F) {
 		_, _ = ParseRPCPacket(payload)
 		_ = CheckOutbound(b)
 		if h.Type == TypePing {
-			if pong, err := PongFor(b); err == nil {
+			if pong, err := AppendPongFor(nil, b); err == nil {
 				if err := CheckOutbound(pong); err != nil && h.Flags == 0 && h.Forward == 1 {
-					t.Fatalf("PongFor made an unsafe pong: %v", err)
+					t.Fatalf("AppendPongFor made an unsafe pong: %v", err)
 				}
 			}
 		}
@@ -284,7 +284,7 @@ func FuzzEncodeRoundTrip(f *testing.F) {
 		if err := CheckOutbound(ping); err != nil {
 			t.Fatal(err)
 		}
-		pong, err := PongFor(ping)
+		pong, err := AppendPongFor(nil, ping)
 		if err != nil || CheckOutbound(pong) != nil || binary.LittleEndian.Uint32(pong[HeaderLen:]) != seq {
 			t.Fatalf("pong for seq %d: %x, %v", seq, pong, err)
 		}

@@ -146,8 +146,11 @@ func IsSack(d []byte, connID uint32, magic uint64) bool {
 }
 
 // PingPayload is the 4-byte little-endian sequence number of a Ping.
-func PingPayload(seq uint32) []byte {
-	return binary.LittleEndian.AppendUint32(nil, seq)
+func PingPayload(seq uint32) []byte { return AppendPingPayload(nil, seq) }
+
+// AppendPingPayload is PingPayload appending to dst.
+func AppendPingPayload(dst []byte, seq uint32) []byte {
+	return binary.LittleEndian.AppendUint32(dst, seq)
 }
 
 // PingSeq reads a Ping or Pong sequence number.
@@ -158,12 +161,10 @@ func PingSeq(payload []byte) (uint32, error) {
 	return binary.LittleEndian.Uint32(payload), nil
 }
 
-// PongFor turns a received Ping packet into the Pong EasyTier expects: the
-// same bytes with only the type changed. A Ping whose payload is shorter
-// than 4 bytes is refused, since a short Pong can abort a node.
-func PongFor(ping []byte) ([]byte, error) { return AppendPongFor(nil, ping) }
-
-// AppendPongFor is PongFor appending to dst.
+// AppendPongFor appends to dst the Pong EasyTier expects for a received
+// Ping packet: the same bytes with only the type changed. A Ping whose
+// payload is shorter than 4 bytes is refused, since a short Pong can abort
+// a node.
 func AppendPongFor(dst, ping []byte) ([]byte, error) {
 	if len(ping) < HeaderLen+4 {
 		return nil, fmt.Errorf("echoing a %d-byte ping: %w", len(ping), ErrUnsafeMessage)

@@ -102,7 +102,7 @@ func TestPing_PongEcho(t *testing.T) {
 	if got, want := hex.EncodeToString(AppendTCPFrame(nil, ping)), "14000000d20296490df0ad0b040001000400000007000000"; got != want {
 		t.Errorf("ping = %s, want %s", got, want)
 	}
-	pong, err := PongFor(ping)
+	pong, err := AppendPongFor(nil, ping)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,8 +115,8 @@ func TestPing_PongEcho(t *testing.T) {
 		t.Errorf("AppendPongFor(ee, ping) = %x, %v; ping type now %d", withPrefix, err, ping[8])
 	}
 	short := AppendPacket(nil, nodeID, proberID, TypePing, []byte{1, 2})
-	if _, err := PongFor(short); !errors.Is(err, ErrUnsafeMessage) {
-		t.Errorf("PongFor(short ping) err = %v, want ErrUnsafeMessage", err)
+	if _, err := AppendPongFor(nil, short); !errors.Is(err, ErrUnsafeMessage) {
+		t.Errorf("AppendPongFor(short ping) err = %v, want ErrUnsafeMessage", err)
 	}
 }
 
