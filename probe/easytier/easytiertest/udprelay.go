@@ -17,8 +17,10 @@ type RelayFaults struct {
 	// Through, when set, is handed every datagram in both directions
 	// instead of it being sent: it calls send, now or later and from any
 	// goroutine, or drops the datagram (benchmarks delay and lose them).
-	// b is the relay's own copy.
-	Through func(b []byte, send func([]byte))
+	// b is the relay's own copy; arrived is when the kernel received it
+	// (its receive stamp where the platform has one, else the read time),
+	// so a delay counted from it leaves out the relay's own wake-up.
+	Through func(b []byte, arrived time.Time, send func([]byte))
 }
 
 // UDPRelay sits between a prober and a node's UDP listener on loopback.
@@ -41,6 +43,7 @@ func StartUDPRelay(upstream string, faults RelayFaults) (*UDPRelay, error) {
 	if err != nil {
 		return nil, err
 	}
+	stampArrivals(ln)
 	r := &UDPRelay{ln: ln, up: up, faults: faults, conns: map[string]*net.UDPConn{}}
 	r.wg.Add(1)
 	go r.serve()
@@ -63,12 +66,13 @@ func (r *UDPRelay) Close() {
 
 func (r *UDPRelay) serve() {
 	defer r.wg.Done()
-	buf := make([]byte, 65536)
+	buf, oob := make([]byte, 65536), make([]byte, 128)
 	for {
-		n, from, err := r.ln.ReadFromUDP(buf)
+		n, oobn, _, from, err := r.ln.ReadMsgUDP(buf, oob)
 		if err != nil {
 			return
 		}
+		arrived := arrival(oob[:oobn])
 		r.mu.Lock()
 		c := r.conns[from.String()]
 		if c == nil {
@@ -76,12 +80,13 @@ func (r *UDPRelay) serve() {
 				r.mu.Unlock()
 				continue
 			}
+			stampArrivals(c)
 			r.conns[from.String()] = c
 			r.wg.Add(1)
 			go r.back(c, from)
 		}
 		r.mu.Unlock()
-		r.pass(buf[:n], func(b []byte) {
+		r.pass(buf[:n], arrived, func(b []byte) {
 			c.Write(b)
 			if r.faults.Duplicate {
 				c.Write(b)
@@ -91,22 +96,23 @@ func (r *UDPRelay) serve() {
 }
 
 // pass sends b, through the Through hook when there is one.
-func (r *UDPRelay) pass(b []byte, send func([]byte)) {
+func (r *UDPRelay) pass(b []byte, arrived time.Time, send func([]byte)) {
 	if r.faults.Through == nil {
 		send(b)
 		return
 	}
-	r.faults.Through(append([]byte(nil), b...), send)
+	r.faults.Through(append([]byte(nil), b...), arrived, send)
 }
 
 // back relays the node's datagrams to the prober, applying the faults.
 func (r *UDPRelay) back(c *net.UDPConn, to *net.UDPAddr) {
 	defer r.wg.Done()
-	buf := make([]byte, 65536)
+	buf, oob := make([]byte, 65536), make([]byte, 128)
 	var held []byte
 	pongs := 0
+	arrived := time.Now()
 	send := func(b []byte) {
-		r.pass(b, func(b []byte) {
+		r.pass(b, arrived, func(b []byte) {
 			r.ln.WriteToUDP(b, to)
 			if r.faults.Duplicate {
 				r.ln.WriteToUDP(b, to)
@@ -121,8 +127,9 @@ func (r *UDPRelay) back(c *net.UDPConn, to *net.UDPAddr) {
 		} else {
 			c.SetReadDeadline(time.Time{})
 		}
-		n, err := c.Read(buf)
+		n, oobn, _, _, err := c.ReadMsgUDP(buf, oob)
 		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			arrived = time.Now()
 			send(held)
 			held = nil
 			continue
@@ -130,6 +137,7 @@ func (r *UDPRelay) back(c *net.UDPConn, to *net.UDPAddr) {
 		if err != nil {
 			return
 		}
+		arrived = arrival(oob[:oobn])
 		d := append([]byte(nil), buf[:n]...)
 		if _, typ, body, err := wire.ParseUDP(d); err == nil && typ == wire.UDPData && len(body) > 8 && wire.PacketType(body[8]) == wire.TypePong {
 			pongs++
