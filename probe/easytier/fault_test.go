@@ -259,3 +259,57 @@ func TestProbe_UDPReorderDuplicateLoss(t *testing.T) {
 		})
 	}
 }
+
+// A probe waits on its conn's read deadline, not on a select: cancelling
+// its context (loop mode's SIGTERM, the job's early stop) must still end
+// it at once, whether it waits for the handshake reply or between pings.
+func TestProbe_CancelEndsTheWait(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		behavior easytiertest.Behavior
+		measured bool // the probe had a sample when cancelled
+	}{
+		{"handshake", easytiertest.AcceptSilence, false},
+		{"between_pings", easytiertest.Healthy, true},
+	} {
+		for _, tr := range []string{"tcp", "udp", "ws"} {
+			t.Run(tc.name+"/"+tr, func(t *testing.T) {
+				f, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n", NetworkSecret: "s", Behavior: tc.behavior})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				url := map[string]string{"tcp": f.TCPURL(), "udp": f.UDPURL(), "ws": f.WSURL()}[tr]
+				fds := openFDs(t)
+				ctx, cancel := context.WithCancel(context.Background()) // no deadline
+				defer cancel()
+				type result struct {
+					obs easytier.Observation
+					err error
+				}
+				done := make(chan result, 1)
+				go func() {
+					obs, err := easytier.Probe(ctx, url, easytier.Options{NetworkName: "n", NetworkSecret: "s", Samples: 2,
+						Interval: time.Minute, PingTimeout: time.Minute, HandshakeTimeout: time.Minute, RouteWait: -1})
+					done <- result{obs, err}
+				}()
+				time.Sleep(300 * time.Millisecond)
+				cancel()
+				var r result
+				select {
+				case r = <-done:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the cancelled probe is still waiting")
+				}
+				if tc.measured {
+					if r.err != nil || len(r.obs.SamplesUS) != 1 || !r.obs.Accepted {
+						t.Errorf("cancelled between pings: err %v, samples %v, accepted %v; want the one sample reported", r.err, r.obs.SamplesUS, r.obs.Accepted)
+					}
+				} else if !errors.Is(r.err, context.Canceled) {
+					t.Errorf("cancelled before the reply: err %v, want context.Canceled", r.err)
+				}
+				assertNoLeaks(t, fds)
+			})
+		}
+	}
+}

@@ -15,23 +15,27 @@ import (
 )
 
 // packetConn carries whole EasyTier packets (header + payload) over one
-// transport. read blocks until a packet arrives or the conn is closed, and
-// says when it arrived (rxstamp.go).
+// transport. read blocks until a packet arrives, the read deadline passes
+// (a timeout error; nothing read is lost, the next read goes on) or the
+// conn is closed, and says when the packet arrived (rxstamp.go).
+// setReadDeadline may be called from another goroutine, and wakes a
+// blocked read.
 type packetConn interface {
 	write(pkt []byte) error
 	read() (pkt []byte, at time.Time, err error)
+	setReadDeadline(t time.Time) error
 	close() // clean close (WS Close frame, TCP FIN); never blocks long
 }
 
-// inbound is one packet read by the reader goroutine, stamped on arrival.
+// inbound is one packet read, stamped on arrival.
 type inbound struct {
 	pkt []byte
 	at  time.Time
-	err error
 }
 
-// session is one probe's exchange on an established transport. It is
-// driven by run's single loop; a reader goroutine feeds it packets.
+// session is one probe's exchange on an established transport, driven by
+// run's single loop on the probe's own goroutine: it waits for the next
+// packet with the conn's read deadline set to when it must next act.
 type session struct {
 	pc     packetConn
 	opts   Options
@@ -40,9 +44,6 @@ type session struct {
 	sessID uint64
 	txID   int64
 	digest [32]byte
-
-	in         chan inbound
-	readerDone chan struct{}
 
 	nodeID     uint32
 	replied    bool
@@ -66,51 +67,24 @@ func newSession(pc packetConn, opts Options, obs *Observation) *session {
 	var b [20]byte
 	_, _ = rand.Read(b[:])
 	s := &session{
-		pc:         pc,
-		opts:       opts,
-		obs:        obs,
-		myID:       binary.LittleEndian.Uint32(b[0:]) | 1, // non-zero
-		sessID:     binary.LittleEndian.Uint64(b[4:]),
-		txID:       int64(binary.LittleEndian.Uint64(b[12:]) >> 1),
-		digest:     wire.Digest(opts.NetworkName, opts.NetworkSecret),
-		in:         make(chan inbound, 16),
-		readerDone: make(chan struct{}),
-		sentAt:     map[uint32]time.Time{},
+		pc:     pc,
+		opts:   opts,
+		obs:    obs,
+		myID:   binary.LittleEndian.Uint32(b[0:]) | 1, // non-zero
+		sessID: binary.LittleEndian.Uint64(b[4:]),
+		txID:   int64(binary.LittleEndian.Uint64(b[12:]) >> 1),
+		digest: wire.Digest(opts.NetworkName, opts.NetworkSecret),
+		sentAt: map[uint32]time.Time{},
 	}
 	obs.PeerID = s.myID
-	go s.reader()
 	return s
 }
 
-// reader forwards packets until the conn fails or is closed. It stops
-// after the first error, and never blocks on a full channel once the
-// session has closed the conn (close drains in).
-func (s *session) reader() {
-	defer close(s.readerDone)
-	for {
-		pkt, at, err := s.pc.read()
-		if at.IsZero() {
-			at = time.Now()
-		}
-		s.in <- inbound{pkt: pkt, at: at, err: err}
-		if err != nil {
-			return
-		}
-	}
-}
+// close ends the transport; a finished probe leaves nothing behind.
+func (s *session) close() { s.pc.close() }
 
-// close ends the transport and waits for the reader goroutine to exit, so a
-// finished probe leaves nothing behind.
-func (s *session) close() {
-	s.pc.close()
-	for {
-		select {
-		case <-s.in:
-		case <-s.readerDone:
-			return
-		}
-	}
-}
+// pastDeadline is a read deadline that has passed: it wakes a blocked read.
+var pastDeadline = time.Unix(1, 0)
 
 // send wraps payload in a packet header and writes it. payload may be
 // built in s.msgBuf.
@@ -130,7 +104,7 @@ func (s *session) sendPacket(pkt []byte) error {
 }
 
 // writeErr drops the error of a write the node's hang-up refused: the
-// reader then meets the same hang-up, after whatever the node sent before
+// next read then meets the same hang-up, after whatever the node sent before
 // it, and readErr classifies it with all that known (a secure-mode node
 // closes right after its handshake reply, a rejecting node after a pong).
 func writeErr(err error) error {
@@ -159,8 +133,10 @@ func (s *session) run(ctx context.Context) error {
 		reaskAt      time.Time // when to repeat the route sync request
 		reasks       int
 	)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	ctxEnd, hasEnd := ctx.Deadline()
+	// Cancelling ctx wakes the loop's read; the loop sees ctx.Err after
+	// setting each deadline, so a cancel can never be overwritten unseen.
+	defer context.AfterFunc(ctx, func() { _ = s.pc.setReadDeadline(pastDeadline) })()
 	for {
 		now := time.Now()
 		// Work out what is due and when the loop must next wake up.
@@ -224,41 +200,44 @@ func (s *session) run(ctx context.Context) error {
 				return s.verdict(acceptedAt)
 			}
 		}
-		timer.Reset(wake.Sub(now))
-		select {
-		case <-ctx.Done():
+		if hasEnd && ctxEnd.Before(wake) {
+			wake = ctxEnd
+		}
+		_ = s.pc.setReadDeadline(wake)
+		if ctx.Err() != nil {
 			return s.ctxErr(ctx, acceptedAt)
-		case <-timer.C:
-			continue
-		case in := <-s.in:
-			if in.err != nil {
-				var ne net.Error
-				if errors.As(in.err, &ne) && ne.Timeout() {
-					// The conn's deadline is the context's: same outcome.
-					return s.ctxErr(ctx, acceptedAt)
-				}
-				return s.readErr(in.err, acceptedAt)
+		}
+		pkt, at, err := s.pc.read()
+		if err != nil {
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				return s.readErr(err, acceptedAt)
 			}
-			if s.opts.OnRecv != nil {
-				s.opts.OnRecv(in.pkt)
+			if ctx.Err() != nil || hasEnd && !time.Now().Before(ctxEnd) {
+				return s.ctxErr(ctx, acceptedAt)
 			}
-			accepted, err := s.handle(in, hsStart)
-			if err != nil {
-				return err
-			}
-			if s.self != nil && foreignUntil.IsZero() {
-				// A separate foreign-network push follows the node's own
-				// info closely if at all: wait for it from here.
-				foreignUntil = in.at.Add(max(s.opts.ForeignWait, 0))
-			}
-			if accepted && acceptedAt.IsZero() {
-				acceptedAt = in.at
-				if s.opts.RouteWait > 0 {
-					routeUntil = in.at.Add(s.opts.RouteWait)
-					reaskAt = in.at.Add(reaskEvery)
-					if err := s.askRoute(); err != nil {
-						return err
-					}
+			continue // the loop's own wake-up: something is due
+		}
+		in := inbound{pkt: pkt, at: at}
+		if s.opts.OnRecv != nil {
+			s.opts.OnRecv(in.pkt)
+		}
+		accepted, err := s.handle(in, hsStart)
+		if err != nil {
+			return err
+		}
+		if s.self != nil && foreignUntil.IsZero() {
+			// A separate foreign-network push follows the node's own
+			// info closely if at all: wait for it from here.
+			foreignUntil = in.at.Add(max(s.opts.ForeignWait, 0))
+		}
+		if accepted && acceptedAt.IsZero() {
+			acceptedAt = in.at
+			if s.opts.RouteWait > 0 {
+				routeUntil = in.at.Add(s.opts.RouteWait)
+				reaskAt = in.at.Add(reaskEvery)
+				if err := s.askRoute(); err != nil {
+					return err
 				}
 			}
 		}

@@ -1,7 +1,6 @@
 package easytier
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -20,11 +19,18 @@ var errPeerClosed = errors.New("closed by node")
 // tcpConn frames EasyTier packets with a u32 length prefix. A small read
 // buffer gets the prefix and a ping-sized frame in one syscall (syscalls
 // dominate a probe's CPU) while keeping memory low with thousands in flight.
+// A read cut short by the read deadline keeps what it has of a frame in
+// the buffer, so the session can wait on the conn itself (session.go).
 type tcpConn struct {
-	c   net.Conn
-	r   *bufio.Reader
-	buf []byte
+	c    net.Conn
+	rbuf []byte // rbuf[r:w] is read and not yet returned
+	r, w int
+	at   time.Time // arrival of the data the last read returned
+	buf  []byte
 }
+
+// tcpReadBuf is the read buffer's starting size; a larger frame grows it.
+const tcpReadBuf = 512
 
 // dialTCP connects to the first address that answers, recording the connect time.
 func dialTCP(ctx context.Context, addrs []netip.Addr, port int, obs *Observation) (packetConn, error) {
@@ -42,7 +48,7 @@ func newTCPConn(ctx context.Context, c net.Conn) *tcpConn {
 		_ = c.SetDeadline(dl)
 	}
 	c = newStampedConn(c)
-	return &tcpConn{c: c, r: bufio.NewReaderSize(c, 512)}
+	return &tcpConn{c: c, rbuf: make([]byte, tcpReadBuf)}
 }
 
 // dialStream opens a TCP connection, trying each address in turn.
@@ -78,21 +84,48 @@ func (t *tcpConn) write(pkt []byte) error {
 
 // read returns the next frame and the arrival of its last byte: the
 // kernel's stamp of the read that completed it, which is never earlier
-// (a read may bring later segments too) and never later than now.
+// (a read may bring later segments too) and never later than now. At the
+// read deadline it returns a timeout and keeps a partial frame for the
+// next call.
 func (t *tcpConn) read() ([]byte, time.Time, error) {
-	var prefix [4]byte
-	if _, err := io.ReadFull(t.r, prefix[:]); err != nil {
-		return nil, time.Time{}, err
+	for {
+		if t.w-t.r >= 4 {
+			n, err := wire.TCPFrameLen([4]byte(t.rbuf[t.r : t.r+4]))
+			if err != nil {
+				return nil, time.Time{}, err
+			}
+			if end := t.r + 4 + n; end <= t.w {
+				pkt := append([]byte(nil), t.rbuf[t.r+4:end]...)
+				t.r = end
+				return pkt, t.at, nil
+			} else if end > len(t.rbuf) {
+				// Make room for the whole frame: move it to the front,
+				// into a larger buffer if it needs one.
+				nb := t.rbuf
+				if 4+n > len(nb) {
+					nb = make([]byte, 4+n)
+				}
+				t.w = copy(nb, t.rbuf[t.r:t.w])
+				t.r, t.rbuf = 0, nb
+			}
+		} else if t.r > 0 {
+			t.w = copy(t.rbuf, t.rbuf[t.r:t.w])
+			t.r = 0
+		}
+		m, err := t.c.Read(t.rbuf[t.w:])
+		if m > 0 {
+			t.w += m
+			t.at = arrivedVia(t.c)
+		}
+		if err != nil {
+			if t.w > t.r && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF // a hang-up inside a frame
+			}
+			return nil, time.Time{}, err
+		}
 	}
-	n, err := wire.TCPFrameLen(prefix)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	pkt := make([]byte, n)
-	if _, err := io.ReadFull(t.r, pkt); err != nil {
-		return nil, time.Time{}, err
-	}
-	return pkt, arrivedVia(t.c), nil
 }
+
+func (t *tcpConn) setReadDeadline(d time.Time) error { return t.c.SetReadDeadline(d) }
 
 func (t *tcpConn) close() { _ = t.c.Close() }

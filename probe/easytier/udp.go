@@ -47,6 +47,8 @@ func dialUDP(ctx context.Context, addrs []netip.Addr, port int, obs *Observation
 	magic := binary.LittleEndian.Uint64(r[4:])
 	syn := wire.AppendUDPSyn(nil, u.connID, magic)
 	start := time.Now()
+	// A cancel wakes the wait for the SACK rather than the next resend.
+	defer context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(pastDeadline) })()
 	limit := start.Add(3 * time.Second) // EasyTier's own SACK wait
 	if dl, ok := ctx.Deadline(); ok && dl.Before(limit) {
 		limit = dl
@@ -61,7 +63,7 @@ func dialUDP(ctx context.Context, addrs []netip.Addr, port int, obs *Observation
 			wait = limit
 		}
 		_ = c.SetReadDeadline(wait)
-		for {
+		for ctx.Err() == nil {
 			n, err := c.Read(u.rbuf)
 			if err != nil {
 				var ne net.Error
@@ -113,5 +115,7 @@ func (u *udpConn) read() ([]byte, time.Time, error) {
 		return append([]byte(nil), body...), arrival(stamp), nil
 	}
 }
+
+func (u *udpConn) setReadDeadline(d time.Time) error { return u.c.SetReadDeadline(d) }
 
 func (u *udpConn) close() { _ = u.c.Close() }

@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -106,7 +108,7 @@ func dialWS(ctx context.Context, t Target, addrs []netip.Addr, opts Options, obs
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.NetConn().SetDeadline(dl)
 	}
-	return &wsConn{c: c, raw: raw}, nil
+	return newPumped(&wsConn{c: c, raw: raw}), nil
 }
 
 func (w *wsConn) write(pkt []byte) error {
@@ -130,9 +132,116 @@ func (w *wsConn) read() ([]byte, time.Time, error) {
 	return msg, arrivedVia(w.raw), nil
 }
 
+// setReadDeadline is not used: a gorilla websocket conn fails for good at
+// a read deadline, so a wsConn is read through a pumped (below).
+func (w *wsConn) setReadDeadline(time.Time) error { return errors.ErrUnsupported }
+
 // close sends a Close frame (bounded to 100 ms) and closes the socket.
 func (w *wsConn) close() {
 	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
 	_ = w.c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(100*time.Millisecond))
 	_ = w.c.Close()
+}
+
+// pumped gives a conn that cannot be read with deadlines the packetConn
+// contract: a goroutine reads it and read waits for the next packet
+// until the deadline. The tcp and udp conns need none of this (one
+// goroutine per probe); websocket conns are the ones that need it.
+type pumped struct {
+	packetConn
+	in       chan inbound
+	errc     chan error // the pump's last read error
+	done     chan struct{}
+	mu       sync.Mutex
+	deadline time.Time
+	kick     chan struct{} // a new deadline was set
+	timer    *time.Timer
+}
+
+func newPumped(pc packetConn) *pumped {
+	p := &pumped{packetConn: pc, in: make(chan inbound, 16), errc: make(chan error, 1),
+		done: make(chan struct{}), kick: make(chan struct{}, 1)}
+	go p.pump()
+	return p
+}
+
+// pump reads until the conn fails or is closed.
+func (p *pumped) pump() {
+	defer close(p.done)
+	for {
+		pkt, at, err := p.packetConn.read()
+		if err != nil {
+			p.errc <- err
+			return
+		}
+		p.in <- inbound{pkt: pkt, at: at} // close drains in: never stuck
+	}
+}
+
+func (p *pumped) setReadDeadline(t time.Time) error {
+	p.mu.Lock()
+	p.deadline = t
+	p.mu.Unlock()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (p *pumped) read() ([]byte, time.Time, error) {
+	for {
+		// Packets read before an error come first, as on the conn.
+		select {
+		case in := <-p.in:
+			return in.pkt, in.at, nil
+		default:
+		}
+		p.mu.Lock()
+		dl := p.deadline
+		p.mu.Unlock()
+		var expired <-chan time.Time
+		if !dl.IsZero() {
+			wait := time.Until(dl)
+			if wait <= 0 {
+				return nil, time.Time{}, os.ErrDeadlineExceeded
+			}
+			if p.timer == nil {
+				p.timer = time.NewTimer(wait)
+			} else {
+				p.timer.Reset(wait)
+			}
+			expired = p.timer.C
+		}
+		select {
+		case in := <-p.in:
+			return in.pkt, in.at, nil
+		case err := <-p.errc:
+			select {
+			case in := <-p.in:
+				p.errc <- err // after the packets before it
+				return in.pkt, in.at, nil
+			default:
+			}
+			p.errc <- err // every later read fails the same way
+			return nil, time.Time{}, err
+		case <-expired:
+		case <-p.kick:
+		}
+	}
+}
+
+// close closes the conn and waits for the pump to stop.
+func (p *pumped) close() {
+	p.packetConn.close()
+	for {
+		select {
+		case <-p.in:
+		case <-p.done:
+			if p.timer != nil {
+				p.timer.Stop()
+			}
+			return
+		}
+	}
 }

@@ -1,0 +1,168 @@
+package easytier
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/neouptime/neo-uptime-node/probe/easytier/wire"
+)
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// The session waits on the conn with a read deadline; a frame cut by it
+// must come whole from the next read, whatever its size.
+func TestTCPConn_FrameCutByTheDeadlineIsKept(t *testing.T) {
+	ours, node := net.Pipe()
+	defer node.Close()
+	tc := newTCPConn(t.Context(), ours)
+	defer tc.close()
+
+	big := bytes.Repeat([]byte{0xab}, 3*tcpReadBuf) // grows the read buffer
+	small := bytes.Repeat([]byte{0xcd}, wire.HeaderLen)
+	stream := wire.AppendTCPFrame(wire.AppendTCPFrame(nil, big), small)
+
+	cuts := []int{2, 4 + 100, 4 + len(big) + 3} // inside a prefix, a body, the next prefix
+	go func() {
+		prev := 0
+		for _, c := range append(cuts, len(stream)) {
+			node.Write(stream[prev:c])
+			prev = c
+			time.Sleep(30 * time.Millisecond)
+		}
+	}()
+	var got [][]byte
+	timeouts := 0
+	for len(got) < 2 && timeouts < 100 {
+		tc.setReadDeadline(time.Now().Add(10 * time.Millisecond))
+		pkt, at, err := tc.read()
+		switch {
+		case isTimeout(err):
+			timeouts++
+		case err != nil:
+			t.Fatalf("read: %v", err)
+		default:
+			if at.IsZero() {
+				t.Error("a frame without its arrival time")
+			}
+			got = append(got, pkt)
+		}
+	}
+	if timeouts == 0 {
+		t.Error("no read met its deadline: the frames were not cut")
+	}
+	if len(got) != 2 || !bytes.Equal(got[0], big) || !bytes.Equal(got[1], small) {
+		t.Fatalf("frames: got %d (lengths %v), want the %d- and %d-byte frames intact", len(got), lens(got), len(big), len(small))
+	}
+}
+
+func lens(b [][]byte) []int {
+	var n []int
+	for _, x := range b {
+		n = append(n, len(x))
+	}
+	return n
+}
+
+func TestTCPConn_HangUpInsideAFrame(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sent []byte
+		want error
+	}{
+		{"between frames", wire.AppendTCPFrame(nil, make([]byte, wire.HeaderLen)), io.EOF},
+		{"inside a frame", wire.AppendTCPFrame(nil, make([]byte, wire.HeaderLen))[:10], io.ErrUnexpectedEOF},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ours, node := net.Pipe()
+			c := newTCPConn(t.Context(), ours)
+			defer c.close()
+			go func() { node.Write(tc.sent); node.Close() }()
+			var err error
+			for err == nil {
+				_, _, err = c.read()
+			}
+			if !errors.Is(err, tc.want) {
+				t.Errorf("read error %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// chanConn is a packetConn whose reads block until the test feeds them.
+type chanConn struct {
+	feed   chan inbound
+	fail   chan error
+	closed chan struct{}
+}
+
+func newChanConn() *chanConn {
+	return &chanConn{feed: make(chan inbound), fail: make(chan error, 1), closed: make(chan struct{})}
+}
+
+func (c *chanConn) write([]byte) error { return nil }
+func (c *chanConn) read() ([]byte, time.Time, error) {
+	select {
+	case in := <-c.feed:
+		return in.pkt, in.at, nil
+	case err := <-c.fail:
+		return nil, time.Time{}, err
+	case <-c.closed:
+		return nil, time.Time{}, net.ErrClosed
+	}
+}
+func (c *chanConn) setReadDeadline(time.Time) error { return errors.ErrUnsupported }
+func (c *chanConn) close()                          { close(c.closed) }
+
+func TestPumped_DeadlinesWakeupsAndErrorsInOrder(t *testing.T) {
+	cc := newChanConn()
+	p := newPumped(cc)
+	defer p.close()
+
+	p.setReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, _, err := p.read(); !errors.Is(err, os.ErrDeadlineExceeded) || !isTimeout(err) {
+		t.Fatalf("read past its deadline: %v, want a timeout", err)
+	}
+
+	// No deadline: a deadline set from elsewhere wakes the blocked read.
+	p.setReadDeadline(time.Time{})
+	woke := make(chan error, 1)
+	go func() { _, _, err := p.read(); woke <- err }()
+	time.Sleep(20 * time.Millisecond)
+	p.setReadDeadline(pastDeadline)
+	select {
+	case err := <-woke:
+		if !isTimeout(err) {
+			t.Fatalf("woken read: %v, want a timeout", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a deadline set while reading did not wake the read")
+	}
+
+	// Packets read before the conn failed come first, then the error,
+	// every time.
+	p.setReadDeadline(time.Time{})
+	at := time.Now()
+	cc.feed <- inbound{pkt: []byte("one"), at: at}
+	cc.feed <- inbound{pkt: []byte("two"), at: at}
+	boom := errors.New("boom")
+	cc.fail <- boom
+	for _, want := range []string{"one", "two"} {
+		pkt, got, err := p.read()
+		if err != nil || string(pkt) != want || !got.Equal(at) {
+			t.Fatalf("read = %q, %v, %v; want %q at %v", pkt, got, err, want, at)
+		}
+	}
+	for range 2 {
+		if _, _, err := p.read(); err != boom {
+			t.Fatalf("read after the packets: %v, want %v", err, boom)
+		}
+	}
+}
