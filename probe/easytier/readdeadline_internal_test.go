@@ -166,3 +166,63 @@ func TestPumped_DeadlinesWakeupsAndErrorsInOrder(t *testing.T) {
 		}
 	}
 }
+
+// The pong to the node's first ping and the route request it triggers
+// leave in one write; our own ping does not wait for anything.
+func TestSession_AnswerToOnePacketIsOneWrite(t *testing.T) {
+	ours, node := net.Pipe() // a pipe read returns at most one write
+	defer node.Close()
+	opts := Options{NetworkName: "n", NetworkSecret: "s", Samples: 1, Interval: time.Second, PingTimeout: time.Second,
+		HandshakeTimeout: time.Second, RouteWait: time.Second, ForeignWait: -1}
+	var obs Observation
+	s := newSession(newTCPConn(t.Context(), ours), opts, &obs)
+	done := make(chan error, 1)
+	go func() { done <- s.run(t.Context()); s.close() }()
+
+	buf := make([]byte, 4096)
+	read := func() [][]byte { // the frames of one write
+		t.Helper()
+		node.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := node.Read(buf)
+		if err != nil {
+			t.Fatalf("node read: %v", err)
+		}
+		var frames [][]byte
+		for b := buf[:n]; len(b) >= 4; {
+			l, err := wire.TCPFrameLen([4]byte(b[:4]))
+			if err != nil || 4+l > len(b) {
+				t.Fatalf("a write that is not whole frames: %x", buf[:n])
+			}
+			frames, b = append(frames, b[4:4+l]), b[4+l:]
+		}
+		return frames
+	}
+	types := func(frames [][]byte) []wire.PacketType {
+		var ts []wire.PacketType
+		for _, f := range frames {
+			h, _, err := wire.ParsePacket(f)
+			if err != nil {
+				t.Fatalf("parsing our packet: %v", err)
+			}
+			ts = append(ts, h.Type)
+		}
+		return ts
+	}
+	const nodeID = 77
+	if got := types(read()); len(got) != 1 || got[0] != wire.TypeHandShake {
+		t.Fatalf("first write: %v, want the handshake", got)
+	}
+	digest := wire.Digest("n", "s")
+	go func() {
+		node.Write(wire.AppendTCPFrame(nil, wire.AppendPacket(nil, nodeID, 0, wire.TypeHandShake, wire.AppendHandshake(nil, nodeID, "n", digest))))
+		node.Write(wire.AppendTCPFrame(nil, wire.AppendPacket(nil, nodeID, s.myID, wire.TypePing, wire.PingPayload(0))))
+	}()
+	if got := types(read()); len(got) != 1 || got[0] != wire.TypePing {
+		t.Fatalf("after the reply: %v, want our ping alone", got)
+	}
+	if got := types(read()); len(got) != 2 || got[0] != wire.TypePong || got[1] != wire.TypeRPCReq {
+		t.Fatalf("answer to the node's ping: %v in one write, want [pong, route request]", got)
+	}
+	node.Close()
+	<-done
+}

@@ -27,6 +27,12 @@ type packetConn interface {
 	close() // clean close (WS Close frame, TCP FIN); never blocks long
 }
 
+// batcher is a packetConn that can send several packets in one write.
+type batcher interface {
+	batch()
+	flush() error
+}
+
 // inbound is one packet read, stamped on arrival.
 type inbound struct {
 	pkt []byte
@@ -137,6 +143,9 @@ func (s *session) run(ctx context.Context) error {
 	// Cancelling ctx wakes the loop's read; the loop sees ctx.Err after
 	// setting each deadline, so a cancel can never be overwritten unseen.
 	defer context.AfterFunc(ctx, func() { _ = s.pc.setReadDeadline(pastDeadline) })()
+	// What is sent in answer to one packet leaves in one write where the
+	// transport can do that (tcp).
+	b, batching := s.pc.(batcher)
 	for {
 		now := time.Now()
 		// Work out what is due and when the loop must next wake up.
@@ -219,6 +228,9 @@ func (s *session) run(ctx context.Context) error {
 			continue // the loop's own wake-up: something is due
 		}
 		in := inbound{pkt: pkt, at: at}
+		if batching {
+			b.batch()
+		}
 		if s.opts.OnRecv != nil {
 			s.opts.OnRecv(in.pkt)
 		}
@@ -239,6 +251,11 @@ func (s *session) run(ctx context.Context) error {
 				if err := s.askRoute(); err != nil {
 					return err
 				}
+			}
+		}
+		if batching {
+			if err := writeErr(b.flush()); err != nil {
+				return fmt.Errorf("sending: %w", err)
 			}
 		}
 	}

@@ -26,7 +26,8 @@ type tcpConn struct {
 	rbuf []byte // rbuf[r:w] is read and not yet returned
 	r, w int
 	at   time.Time // arrival of the data the last read returned
-	buf  []byte
+	buf  []byte    // frames to write; more than one while batching
+	held bool      // batching: write appends, flush sends
 }
 
 // tcpReadBuf is the read buffer's starting size; a larger frame grows it.
@@ -77,8 +78,27 @@ func dialStream(ctx context.Context, addrs []netip.Addr, port int, obs *Observat
 }
 
 func (t *tcpConn) write(pkt []byte) error {
-	t.buf = wire.AppendTCPFrame(t.buf[:0], pkt)
+	t.buf = wire.AppendTCPFrame(t.buf, pkt)
+	if t.held {
+		return nil
+	}
+	return t.flush()
+}
+
+// batch makes writes wait for flush, so that what the session sends in
+// answer to one packet leaves in one segment: the pong to the node's
+// first ping and the route request that follows it cost one syscall
+// instead of two, here and usually in the node's read too.
+func (t *tcpConn) batch() { t.held = true }
+
+// flush sends what batching held, and ends it.
+func (t *tcpConn) flush() error {
+	t.held = false
+	if len(t.buf) == 0 {
+		return nil
+	}
 	_, err := t.c.Write(t.buf)
+	t.buf = t.buf[:0]
 	return err
 }
 
