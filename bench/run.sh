@@ -24,10 +24,10 @@ trap 'rm -f "$tmp"' EXIT
 
 if [[ $only == *go* ]]; then
   {
-    echo "### Go benchmarks (\`go test -bench . -benchmem -count $RUNS\`: probe, wire, state)"
+    echo "### Go benchmarks (\`go test -bench . -benchmem -count $RUNS\`: probe, wire, state, report)"
     echo
     echo '```'
-    go test -run '^$' -bench . -benchmem -count "$RUNS" ./probe/easytier/ ./probe/easytier/wire/ ./state/ | grep -E '^(Benchmark|goos|cpu)'
+    go test -run '^$' -bench . -benchmem -count "$RUNS" ./probe/easytier/ ./probe/easytier/wire/ ./state/ ./report/ | grep -E '^(Benchmark|goos|cpu)'
     echo '```'
     echo
   } | tee -a "$tmp"

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -36,6 +37,65 @@ func FuzzParsePeers(f *testing.F) {
 			}
 			if checkHost(p.Host) != nil {
 				t.Fatalf("peer %d kept with host %q", p.ID, p.Host)
+			}
+		}
+	})
+}
+
+// The one-decode path of parsePeers must keep, skip and word exactly what
+// the entry-by-entry path does.
+func FuzzParsePeers_OneDecodeMatchesEach(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "peers_*.json"))
+	for _, p := range files {
+		b, _ := os.ReadFile(p)
+		f.Add(b)
+	}
+	for _, s := range []string{
+		`{"data":{"peers":[{"id":1,"host":"a","port":11010},{"id":1,"host":"b"},{"id":"2","host":"c"},{"id":null,"host":"d"}]}}`,
+		`{"data":{"peers":[{"id":3,"host":"a","port":65536},{"id":4,"host":"a","port":1.5},{"id":5,"host":"a\u00e9","name":"x\ty"},null]}}`,
+		`{"data":{"peers":[{"id":6,"host":"a"},7,"eight",[9]]}}`,
+		`{"data":{"peers":{"id":1}}}`,
+		`{"data":{"peers":[{"id":12345678901234567890,"host":"a"},{"id":-3,"host":"b","port":-1},{"id":10,"host":"b","port":007}]}}`,
+		"{\"data\":{\"peers\":[{\"id\":11,\"host\":\"a\",\"name\":\"\xff\xfe\"}]}}",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var env envelope
+		if err := json.Unmarshal(body, &env); err != nil || len(env.Data) == 0 || string(env.Data) == "null" {
+			return // no list: parsePeers answers before either path
+		}
+		p1, w1, err1 := parsePeers(env.Data)
+		p2, w2, err2 := parsePeersEach(env.Data)
+		if (err1 == nil) != (err2 == nil) {
+			t.Fatalf("errors differ: %v / %v", err1, err2)
+		}
+		if !reflect.DeepEqual(p1, p2) || !reflect.DeepEqual(w1, w2) {
+			t.Fatalf("one decode: %+v %q\nentry by entry: %+v %q", p1, w1, p2, w2)
+		}
+	})
+}
+
+// plainString and plainUint, where they accept a value of a valid
+// document, read it as encoding/json does.
+func FuzzPlainValues_MatchEncodingJSON(f *testing.F) {
+	for _, s := range []string{`"abc"`, `"a\"b"`, `"\u00e9"`, "\"\xff\"", `"é"`, `123`, `0`, `-1`, `1.5`, `1e3`, `99999`, `123456789012345678`, `null`, `""`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !json.Valid(raw) {
+			return
+		}
+		if s, ok := plainString(raw); ok {
+			var want string
+			if err := json.Unmarshal(raw, &want); err != nil || s != want {
+				t.Fatalf("plainString(%q) = %q; encoding/json: %q, %v", raw, s, want, err)
+			}
+		}
+		if n, ok := plainUint(raw, 18); ok {
+			var want int64
+			if err := json.Unmarshal(raw, &want); err != nil || n != want {
+				t.Fatalf("plainUint(%q) = %d; encoding/json: %d, %v", raw, n, want, err)
 			}
 		}
 	})
