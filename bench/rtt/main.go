@@ -43,7 +43,11 @@ func main() {
 	samples := flag.Int("samples", 10, "pings per probe")
 	transports := flag.String("transports", "tcp,ws,udp", "transports to measure")
 	only := flag.String("cases", "", "only the cases whose name starts with one of these (comma-separated), e.g. \"50 ms\"")
+	withLegs := flag.Bool("legs", false, "udp: print each case's round trips split into legs on stderr (legs.go)")
 	flag.Parse()
+	if *withLegs {
+		trace = newLegs()
+	}
 	py := easytiertest.Python()
 	if py == "" {
 		fmt.Fprintln(os.Stderr, "rtt: needs the easytier-pyo3 venv (make deps)")
@@ -91,6 +95,7 @@ func main() {
 			if err != nil {
 				panic(err)
 			}
+			shaper.traced = true
 			defer relay.Close()
 			erelay, eshaper, err := shapedRelay(udpEcho)
 			if err != nil {
@@ -141,6 +146,9 @@ func main() {
 			}
 		}
 		baseline := stats.Median(base)
+		if trace != nil && tr == "udp" {
+			trace.print(tr, "baseline (4 ms)")
+		}
 		for _, c := range cases {
 			if c.transportOnly != "" && c.transportOnly != tr || !selected(c.name, *only) {
 				continue
@@ -183,6 +191,9 @@ func main() {
 				stats.Median(oursErr), fmtMaybe(nodeErr), stats.Median(echoErr),
 				ok(stats.Median(oursErr) <= target), ok(stats.Median(echoErr) <= 0.3+0.01*echo),
 				ok(len(nodeErr) == 0 || stats.Median(oursErr) <= stats.Median(nodeErr)+0.05))
+			if trace != nil && tr == "udp" {
+				trace.print(tr, c.name)
+			}
 		}
 		setDelay(0, 0, 0)
 	}
@@ -281,6 +292,9 @@ func probeOnce(node *easytiertest.RealNode, url string, samples int) (oursMS, no
 	opts := easytier.Options{NetworkName: network, NetworkSecret: secret, Samples: samples, Interval: 300 * time.Millisecond,
 		PingTimeout: 3 * time.Second, RouteWait: -1,
 		OnSend: func(p []byte) {
+			if trace != nil {
+				trace.onSend(p)
+			}
 			once.Do(func() {
 				myID = uint32(p[0]) | uint32(p[1])<<8 | uint32(p[2])<<16 | uint32(p[3])<<24
 				close(idSeen)
@@ -289,6 +303,9 @@ func probeOnce(node *easytiertest.RealNode, url string, samples int) (oursMS, no
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(samples)*300*time.Millisecond+10*time.Second)
 	defer cancel()
 	done := make(chan easytier.Observation, 1)
+	if trace != nil {
+		trace.start()
+	}
 	go func() {
 		obs, err := easytier.Probe(ctx, url, opts)
 		if err != nil {
@@ -301,6 +318,9 @@ func probeOnce(node *easytiertest.RealNode, url string, samples int) (oursMS, no
 	time.Sleep(time.Duration(samples-1) * 300 * time.Millisecond)
 	nodeMS = nodeLatency(node, myID)
 	obs := <-done
+	if trace != nil {
+		trace.finish(obs.SamplesUS)
+	}
 	if len(obs.SamplesUS) == 0 {
 		return math.NaN(), nodeMS
 	}
@@ -332,6 +352,7 @@ func nodeLatency(node *easytiertest.RealNode, id uint32) float64 {
 // udpShaper delays each datagram of a relay by half the round trip (plus
 // jitter) and drops some: the Through hook of easytiertest's UDP relay.
 type udpShaper struct {
+	traced bool // the relay in front of the node (-legs), not the echo's
 	mu     sync.Mutex
 	delay  time.Duration
 	jitter time.Duration
@@ -342,6 +363,9 @@ func (s *udpShaper) set(delayMS, jitterMS int, loss float64) {
 	s.mu.Lock()
 	s.delay, s.jitter, s.loss = time.Duration(delayMS)*time.Millisecond/2, time.Duration(jitterMS)*time.Millisecond/2, loss
 	s.mu.Unlock()
+	if trace != nil && s.traced {
+		trace.setHalf(s.delay)
+	}
 }
 
 // through sends b after the one-way delay, unless it is "lost".
@@ -353,8 +377,18 @@ func (s *udpShaper) through(b []byte, arrived time.Time, send func([]byte)) {
 		return
 	}
 	due := arrived.Add(oneWay(d, j))
+	k, traced := legKey{}, false
+	if trace != nil && s.traced {
+		k, traced = trace.key(b)
+		if traced {
+			trace.arrived(k, arrived)
+		}
+	}
 	go func() {
 		waitUntil(due)
+		if traced {
+			trace.left(k, time.Now())
+		}
 		send(b)
 	}()
 }
