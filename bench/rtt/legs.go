@@ -75,18 +75,15 @@ func (l *legs) key(b []byte) (legKey, bool) {
 	return legKey{ours: h.From == me, pong: h.Type == wire.TypePong, seq: seq}, true
 }
 
-func (l *legs) arrived(k legKey, at time.Time) {
+// note records when a datagram reached the relay or, leaving, left it.
+func (l *legs) note(k legKey, at time.Time, leaving bool) {
 	l.mu.Lock()
 	t := l.relay[k]
-	t.arrived = at
-	l.relay[k] = t
-	l.mu.Unlock()
-}
-
-func (l *legs) left(k legKey, at time.Time) {
-	l.mu.Lock()
-	t := l.relay[k]
-	t.left = at
+	if leaving {
+		t.left = at
+	} else {
+		t.arrived = at
+	}
 	l.relay[k] = t
 	l.mu.Unlock()
 }

@@ -381,13 +381,13 @@ func (s *udpShaper) through(b []byte, arrived time.Time, send func([]byte)) {
 	if trace != nil && s.traced {
 		k, traced = trace.key(b)
 		if traced {
-			trace.arrived(k, arrived)
+			trace.note(k, arrived, false)
 		}
 	}
 	go func() {
 		waitUntil(due)
 		if traced {
-			trace.left(k, time.Now())
+			trace.note(k, time.Now(), true)
 		}
 		send(b)
 	}()
