@@ -13,7 +13,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/neo-uptime-node ./cmd/neo-uptime-node \
+RUN CGO_ENABLED=0 go build -tags lambda.norpc -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/neo-uptime-node ./cmd/neo-uptime-node \
  && mkdir -p /out/data
 
 FROM ${RUNTIME_IMAGE}

@@ -4,6 +4,10 @@ SHELL        := /bin/bash
 GO           ?= go
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS      := -s -w -X main.version=$(VERSION)
+# aws-lambda-go's RPC mode served the retired go1.x runtime only; without it
+# the binary drops net/rpc, encoding/gob and html/template (~1 ms of package
+# init per run, ~6 MB unstripped).
+TAGS         := lambda.norpc
 VENV         ?= .venv
 PY           := $(VENV)/bin/python
 DYNALITE     := .cache/dynalite/node_modules/dynalite/cli.js
@@ -48,7 +52,7 @@ container-deps: ## install podman and busybox-static from Debian's packages (nee
 	  { apt-get update -q >/dev/null && apt-get install -y -q podman busybox-static >/dev/null; }
 
 build: ## build bin/neo-uptime-node
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/neo-uptime-node ./cmd/neo-uptime-node
+	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -trimpath -ldflags "$(LDFLAGS)" -o bin/neo-uptime-node ./cmd/neo-uptime-node
 
 demo: build ## run one invocation against the embedded demo backend and nodes
 	./bin/neo-uptime-node demo
@@ -90,7 +94,7 @@ ci: check ## alias used by .ci/run
 # SAM's makefile builder calls this with ARTIFACTS_DIR set; it passes
 # neither GOOS/GOARCH nor CGO_ENABLED, so they are set here.
 build-ProbeFunction:
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -ldflags "$(LDFLAGS)" -o $(ARTIFACTS_DIR)/bootstrap ./cmd/neo-uptime-node
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags $(TAGS) -trimpath -ldflags "$(LDFLAGS)" -o $(ARTIFACTS_DIR)/bootstrap ./cmd/neo-uptime-node
 
 clean: ## remove build outputs (keeps the venv and caches)
 	rm -rf bin .aws-sam bench/out
