@@ -96,7 +96,7 @@ func TestTCPConn_HangUpInsideAFrame(t *testing.T) {
 	}
 }
 
-// chanConn is a packetConn whose reads block until the test feeds them.
+// chanConn is a blockingConn whose reads block until the test feeds them.
 type chanConn struct {
 	feed   chan inbound
 	fail   chan error
@@ -118,8 +118,7 @@ func (c *chanConn) read() ([]byte, time.Time, error) {
 		return nil, time.Time{}, net.ErrClosed
 	}
 }
-func (c *chanConn) setReadDeadline(time.Time) error { return errors.ErrUnsupported }
-func (c *chanConn) close()                          { close(c.closed) }
+func (c *chanConn) close() { close(c.closed) }
 
 func TestPumped_DeadlinesWakeupsAndErrorsInOrder(t *testing.T) {
 	cc := newChanConn()

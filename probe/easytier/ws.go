@@ -132,10 +132,6 @@ func (w *wsConn) read() ([]byte, time.Time, error) {
 	return msg, arrivedVia(w.raw), nil
 }
 
-// setReadDeadline is not used: a gorilla websocket conn fails for good at
-// a read deadline, so a wsConn is read through a pumped (below).
-func (w *wsConn) setReadDeadline(time.Time) error { return errors.ErrUnsupported }
-
 // close sends a Close frame (bounded to 100 ms) and closes the socket.
 func (w *wsConn) close() {
 	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
@@ -143,12 +139,20 @@ func (w *wsConn) close() {
 	_ = w.c.Close()
 }
 
-// pumped gives a conn that cannot be read with deadlines the packetConn
-// contract: a goroutine reads it and read waits for the next packet
-// until the deadline. The tcp and udp conns need none of this (one
-// goroutine per probe); websocket conns are the ones that need it.
+// blockingConn is a packetConn without read deadlines: a gorilla
+// websocket conn fails for good at one, so a wsConn is read through a
+// pumped.
+type blockingConn interface {
+	write(pkt []byte) error
+	read() (pkt []byte, at time.Time, err error)
+	close()
+}
+
+// pumped gives a blockingConn the packetConn contract: a goroutine reads
+// it and read waits for the next packet until the deadline. The tcp and
+// udp conns need none of this (one goroutine per probe).
 type pumped struct {
-	packetConn
+	blockingConn
 	in       chan inbound
 	errc     chan error // the pump's last read error
 	done     chan struct{}
@@ -158,8 +162,8 @@ type pumped struct {
 	timer    *time.Timer
 }
 
-func newPumped(pc packetConn) *pumped {
-	p := &pumped{packetConn: pc, in: make(chan inbound, 16), errc: make(chan error, 1),
+func newPumped(bc blockingConn) *pumped {
+	p := &pumped{blockingConn: bc, in: make(chan inbound, 16), errc: make(chan error, 1),
 		done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	go p.pump()
 	return p
@@ -169,7 +173,7 @@ func newPumped(pc packetConn) *pumped {
 func (p *pumped) pump() {
 	defer close(p.done)
 	for {
-		pkt, at, err := p.packetConn.read()
+		pkt, at, err := p.blockingConn.read()
 		if err != nil {
 			p.errc <- err
 			return
@@ -233,7 +237,7 @@ func (p *pumped) read() ([]byte, time.Time, error) {
 
 // close closes the conn and waits for the pump to stop.
 func (p *pumped) close() {
-	p.packetConn.close()
+	p.blockingConn.close()
 	for {
 		select {
 		case <-p.in:
