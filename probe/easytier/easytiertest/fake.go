@@ -4,6 +4,7 @@
 package easytiertest
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/pem"
@@ -175,7 +176,7 @@ func (f *Fake) acceptTCP() {
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
-			f.serve(&tcpServerConn{c: c}, c)
+			f.serve(&tcpServerConn{c: c, br: bufio.NewReaderSize(c, 512)}, c)
 		}()
 	}
 }
@@ -232,14 +233,18 @@ func (d discardReader) Read(p []byte) (int, error) {
 	return 0, nil
 }
 
+// tcpServerConn reads through a buffer, as a node's framed reader does:
+// one read takes whatever has arrived, often several frames, instead of
+// one read for each frame's length and another for its body.
 type tcpServerConn struct {
 	c  net.Conn
+	br *bufio.Reader
 	mu sync.Mutex
 }
 
 func (t *tcpServerConn) read() ([]byte, error) {
 	var prefix [4]byte
-	if _, err := io.ReadFull(t.c, prefix[:]); err != nil {
+	if _, err := io.ReadFull(t.br, prefix[:]); err != nil {
 		return nil, err
 	}
 	n, err := wire.TCPFrameLen(prefix)
@@ -247,7 +252,7 @@ func (t *tcpServerConn) read() ([]byte, error) {
 		return nil, err
 	}
 	b := make([]byte, n)
-	_, err = io.ReadFull(t.c, b)
+	_, err = io.ReadFull(t.br, b)
 	return b, err
 }
 
