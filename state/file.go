@@ -1,7 +1,6 @@
 package state
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -113,8 +112,7 @@ func (f *FileStore) read() (*State, error) {
 		return nil, fmt.Errorf("reading state %s: %w", f.Path, err)
 	}
 	st := &State{}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(st); err != nil {
+	if err := json.Unmarshal(b, st); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v (the file is kept; move it away to start afresh)", ErrCorrupt, f.Path, err)
 	}
 	if err := st.check(); err != nil {
