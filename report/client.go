@@ -234,7 +234,7 @@ func (c *Client) once(ctx context.Context, op, method, target string, body []byt
 		return nil, 0, fmt.Errorf("%s: %w", op, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	raw, err := readBody(resp, limit)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: reading response: %w", op, err)
 	}
@@ -260,6 +260,23 @@ func (c *Client) once(ctx context.Context, op, method, target string, body []byt
 		return nil, 0, backoff.Permanent(&HTTPError{Op: op, Status: resp.StatusCode, Code: *env.Code, Message: truncate(env.Message)})
 	}
 	return env.Data, 0, nil
+}
+
+// readBody reads at most limit+1 bytes of resp's body, into one buffer
+// when its length is announced: a peer list of 1,000 is ~150 KB, which
+// io.ReadAll reaches through a dozen doublings. The transport ends such a
+// body at that length (its last read returns io.EOF with the last bytes,
+// which keeps the connection for reuse) and reports a short one as
+// io.ErrUnexpectedEOF.
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
+	r := io.LimitReader(resp.Body, limit+1)
+	n := resp.ContentLength
+	if n <= 0 || n > limit {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, n)
+	m, err := io.ReadFull(r, b)
+	return b[:m], err
 }
 
 // parseRetryAfter reads delta-seconds or an HTTP date; at most 5 minutes.

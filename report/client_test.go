@@ -8,12 +8,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -219,5 +221,60 @@ func TestResponseTimeMS(t *testing.T) {
 		if got := ResponseTimeMS(tc.us); got != tc.want {
 			t.Errorf("ResponseTimeMS(%d) = %d, want %d", tc.us, got, tc.want)
 		}
+	}
+}
+
+// A body of announced length is read into one buffer; the connection must
+// still be reused (the transport sees the body's end), a short body must
+// fail, and the cap must hold.
+func TestClient_BodyOfAnnouncedLength(t *testing.T) {
+	var peers []string
+	for i := 1; i <= 1000; i++ {
+		peers = append(peers, fmt.Sprintf(`{"id":%d,"host":"node%d.example.net","port":11010,"protocol":"tcp"}`, i, i))
+	}
+	list := []byte(`{"code":200,"message":"ok","data":{"peers":[` + strings.Join(peers, ",") + `]}}`)
+	var short atomic.Bool
+	fb := &fakeBackend{handler: func(w http.ResponseWriter, r *http.Request, n int) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(list)))
+		if short.Load() {
+			w.Write(list[:len(list)/2]) // the server then hangs up
+			return
+		}
+		w.Write(list)
+	}}
+	srv := httptest.NewUnstartedServer(fb)
+	var opened atomic.Int32
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := newClient(t, srv.URL)
+	for i := 0; i < 3; i++ {
+		got, _, err := c.ListTargets(context.Background(), "")
+		if err != nil || len(got) != 1000 || got[999].Host != "node1000.example.net" {
+			t.Fatalf("ListTargets = %d peers, %v", len(got), err)
+		}
+	}
+	if n := opened.Load(); n != 1 {
+		t.Errorf("3 fetches opened %d connections, want 1 (the body's end must be seen)", n)
+	}
+
+	short.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, _, err := c.ListTargets(ctx, ""); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("short body: err = %v, want io.ErrUnexpectedEOF", err)
+	}
+
+	short.Store(false)
+	small, err := New(Options{BaseURL: srv.URL, APIKey: "k", MaxPeersBody: int64(len(list) - 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := small.ListTargets(context.Background(), ""); !errors.Is(err, ErrBodyTooLarge) {
+		t.Errorf("body one byte over the cap: err = %v, want ErrBodyTooLarge", err)
 	}
 }
