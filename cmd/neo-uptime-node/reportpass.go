@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -55,7 +56,9 @@ type sendResult struct {
 func (j *Job) startReports(ctx context.Context, st *state.State, peers []report.Peer, rep *RunReport) *reportPass {
 	now := j.now().UTC()
 	rp := &reportPass{j: j, ctx: ctx, st: st, rep: rep,
-		peers: map[int64]report.Peer{}, waiting: map[int64]state.Pending{}, decided: map[int64]bool{}}
+		peers: make(map[int64]report.Peer, len(peers)), waiting: map[int64]state.Pending{}, decided: make(map[int64]bool, len(peers))}
+	// Every peer gets a result: size the report's list once.
+	rep.Peers = slices.Grow(rep.Peers, len(peers))
 	for _, p := range peers {
 		if !p.Unsupported {
 			rp.peers[p.ID] = p
