@@ -264,8 +264,14 @@ func (j *Job) probe(ctx context.Context, peers []report.Peer, rep *RunReport, do
 	var n int
 	total := len(targets)
 	r := *j.Runner
+	debug := j.Log.Enabled(ctx, slog.LevelDebug)
 	r.OnResult = func(res probe.Result) { // called one at a time
 		n++
+		if !debug {
+			done(res)
+			return
+		}
+		// Only at debug level: With formats its attributes at once.
 		lg := j.Log.With(keyPeer, res.Target.ID, keyTarget, res.Target.URL)
 		if res.Class == probe.ClassOK {
 			lg.Debug("probe", keyClass, res.Class, keyRTT, float64(res.Obs.LatencyUS())/1000, "done", n, "of", total)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -113,5 +114,30 @@ func TestJob_FetchIntervalReusesCache(t *testing.T) {
 	be.list = nil
 	if rep := run(90 * time.Second); rep.PeerSource != "cache" || be.fetches != 3 {
 		t.Errorf("run with the backend failing: source %q after %d fetches, want cache, 3", rep.PeerSource, be.fetches)
+	}
+}
+
+// TestJob_ProgressAtDebugLevel: at debug level each probe's result is a
+// log line with its place in the run; at info level there are none, and
+// every result still reaches the report pass.
+func TestJob_ProgressAtDebugLevel(t *testing.T) {
+	list := []report.Peer{{ID: 1, Host: "127.0.0.1", Port: 1, Protocol: "tcp"}, {ID: 2, Host: "127.0.0.1", Port: 2, Protocol: "tcp"}}
+	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo} {
+		be := &submitLog{list: list}
+		var logs strings.Builder
+		j := testJob(be, &memStore{}, 0)
+		j.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: level}))
+		rep, err := j.Run(context.Background())
+		if err != nil || rep.Reported != 2 {
+			t.Fatalf("%v: err %v, reported %d, want 2", level, err, rep.Reported)
+		}
+		lines := strings.Count(logs.String(), "msg=probe ")
+		want := map[slog.Level]int{slog.LevelDebug: 2, slog.LevelInfo: 0}[level]
+		if lines != want {
+			t.Errorf("%v: %d probe lines, want %d:\n%s", level, lines, want, logs.String())
+		}
+		if level == slog.LevelDebug && (!strings.Contains(logs.String(), "done=2 of=2") || !strings.Contains(logs.String(), "peer_id=2")) {
+			t.Errorf("debug lines lack the progress or the peer:\n%s", logs.String())
+		}
 	}
 }
