@@ -12,7 +12,7 @@ RTT_RUNS=${RTT_RUNS:-9}
 only=${BENCH_ONLY:-go,scale,rtt,size,reference}
 out=bench/results/$(date -u +%Y-%m-%d).md
 tmp=$(mktemp)
-trap 'rm -f "$tmp"' EXIT
+trap 'rm -f "$tmp" "$tmp.failed"' EXIT
 
 {
   echo "## $(date -u +%Y-%m-%dT%H:%MZ) — commit $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
@@ -27,7 +27,10 @@ if [[ $only == *go* ]]; then
     echo "### Go benchmarks (\`go test -bench . -benchmem -count $RUNS\`: probe, wire, state, report)"
     echo
     echo '```'
-    go test -run '^$' -bench . -benchmem -count "$RUNS" ./probe/easytier/ ./probe/easytier/wire/ ./state/ ./report/ | grep -E '^(Benchmark|goos|cpu)'
+    # A failing benchmark keeps its message (the indented file:line
+    # lines) and fails the run at the end, after the other tables.
+    go test -run '^$' -bench . -benchmem -count "$RUNS" ./probe/easytier/ ./probe/easytier/wire/ ./state/ ./report/ |
+      grep -E '^(Benchmark|goos|cpu|--- FAIL| +[A-Za-z0-9_]+\.go:[0-9]+:)' || echo "go benchmarks" >>"$tmp.failed"
     echo '```'
     echo
   } | tee -a "$tmp"
@@ -47,3 +50,7 @@ if [[ $only == *reference* ]]; then
 fi
 cat "$tmp" >> "$out"
 echo "appended to $out"
+if [[ -s $tmp.failed ]]; then
+  echo "FAILED: $(paste -sd, "$tmp.failed") (see above)" >&2
+  exit 1
+fi
