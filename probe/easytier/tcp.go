@@ -44,9 +44,11 @@ func dialTCP(ctx context.Context, addrs []netip.Addr, port int, obs *Observation
 
 // newTCPConn wraps c (Go's TCP conns have TCP_NODELAY set already, so
 // each packet leaves at once) and has the kernel stamp what it receives.
+// Writes are bounded by ctx's deadline; reads by the deadline the session
+// sets before each one (never later than ctx's).
 func newTCPConn(ctx context.Context, c net.Conn) *tcpConn {
 	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
+		_ = c.SetWriteDeadline(dl)
 	}
 	c = newStampedConn(c)
 	return &tcpConn{c: c, rbuf: make([]byte, tcpReadBuf)}
