@@ -7,7 +7,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
+
+	"github.com/neouptime/neo-uptime-node/probe/internal/rxstamp"
 )
 
 // The kernel stamps received packets only while some socket wants it, and
@@ -73,54 +74,13 @@ func keeperOpen() bool {
 	return keeper.open
 }
 
-// stampRx asks the kernel to stamp received data on c (SO_TIMESTAMPNS).
-// It fails only on sockets that cannot do it; the probe then uses read
-// times.
-func stampRx(c syscall.Conn) bool {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
-	}); err != nil {
-		return false
-	}
-	return serr == nil
-}
-
-// rxStamp finds SCM_TIMESTAMPNS in the control messages of a recvmsg,
-// without allocating; zero if absent.
-func rxStamp(oob []byte) time.Time {
-	const hdr = int(unsafe.Sizeof(syscall.Cmsghdr{}))
-	for len(oob) >= hdr {
-		h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		l := int(h.Len)
-		if l < hdr || l > len(oob) {
-			return time.Time{}
-		}
-		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SO_TIMESTAMPNS && l-hdr >= int(unsafe.Sizeof(syscall.Timespec{})) {
-			ts := (*syscall.Timespec)(unsafe.Pointer(&oob[hdr]))
-			return time.Unix(int64(ts.Sec), int64(ts.Nsec))
-		}
-		const align = int(unsafe.Sizeof(uintptr(0))) // CMSG_ALIGN: sizeof(long)
-		next := (l + align - 1) &^ (align - 1)
-		if next >= len(oob) {
-			break
-		}
-		oob = oob[next:]
-	}
-	return time.Time{}
-}
-
 // stampedConn is a TCP conn whose reads keep the kernel's receive stamp
 // of the last data they returned. Reads go through the runtime poller
 // (RawConn.Read), so deadlines and Close work as on the plain conn.
 type stampedConn struct {
 	*net.TCPConn
 	rc   syscall.RawConn
-	oob  [oobSize]byte
+	oob  [rxstamp.OOBSize]byte
 	last time.Time // kernel stamp of the last read; zero if none
 	// One read's arguments and results, so that recv, bound once, does
 	// not allocate a closure per read.
@@ -134,7 +94,7 @@ type stampedConn struct {
 // available.
 func newStampedConn(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
-	if !ok || !stampRx(tc) {
+	if !ok || !rxstamp.Enable(tc) {
 		return c
 	}
 	rc, err := tc.SyscallConn()
@@ -175,7 +135,7 @@ func (s *stampedConn) Read(p []byte) (int, error) {
 	}
 	// Data without a stamp (received before stamping was on) must not
 	// keep an older read's stamp: that would make it look early.
-	s.last = rxStamp(s.oob[:oobn])
+	s.last = rxstamp.Parse(s.oob[:oobn])
 	return n, nil
 }
 
@@ -188,5 +148,5 @@ func readUDPStamped(c *net.UDPConn, p []byte, oob []byte) (int, time.Time, error
 	if err != nil {
 		return n, time.Time{}, err
 	}
-	return n, rxStamp(oob[:oobn]), nil
+	return n, rxstamp.Parse(oob[:oobn]), nil
 }

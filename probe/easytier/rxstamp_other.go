@@ -4,13 +4,10 @@ package easytier
 
 import (
 	"net"
-	"syscall"
 	"time"
 )
 
 // Elsewhere than Linux, arrival times are read times.
-
-func stampRx(syscall.Conn) bool { return false }
 
 func holdRxStamping() (release func()) { return func() {} }
 

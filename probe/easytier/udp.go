@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/neouptime/neo-uptime-node/probe/easytier/wire"
+	"github.com/neouptime/neo-uptime-node/probe/internal/rxstamp"
 )
 
 // udpConn is EasyTier's UDP tunnel: a SYN/SACK exchange, then one
@@ -42,8 +43,8 @@ func dialUDP(ctx context.Context, addrs []netip.Addr, port int, obs *Observation
 	_, _ = rand.Read(r[:])
 	// Nodes keep datagrams under 2000 bytes (UDP_DATA_MTU); a larger one is
 	// truncated, fails its length check and is dropped, as a node would.
-	u := &udpConn{c: c, connID: binary.LittleEndian.Uint32(r[:]), rbuf: make([]byte, 4096), oob: make([]byte, oobSize)}
-	stampRx(c) // kernel receive stamps for pongs (rxstamp.go)
+	u := &udpConn{c: c, connID: binary.LittleEndian.Uint32(r[:]), rbuf: make([]byte, 4096), oob: make([]byte, rxstamp.OOBSize)}
+	rxstamp.Enable(c) // kernel receive stamps for pongs
 	magic := binary.LittleEndian.Uint64(r[4:])
 	syn := wire.AppendUDPSyn(nil, u.connID, magic)
 	start := time.Now()
@@ -112,7 +113,7 @@ func (u *udpConn) read() ([]byte, time.Time, error) {
 		if err != nil || id != u.connID || t != wire.UDPData || len(body) < wire.HeaderLen {
 			continue
 		}
-		return append([]byte(nil), body...), arrival(stamp), nil
+		return append([]byte(nil), body...), rxstamp.Arrival(stamp), nil
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/neouptime/neo-uptime-node/probe/easytier/wire"
+	"github.com/neouptime/neo-uptime-node/probe/internal/rxstamp"
 )
 
 // RelayFaults selects what a UDPRelay does to the node's datagrams on
@@ -43,7 +44,7 @@ func StartUDPRelay(upstream string, faults RelayFaults) (*UDPRelay, error) {
 	if err != nil {
 		return nil, err
 	}
-	stampArrivals(ln)
+	rxstamp.Enable(ln)
 	r := &UDPRelay{ln: ln, up: up, faults: faults, conns: map[string]*net.UDPConn{}}
 	r.wg.Add(1)
 	go r.serve()
@@ -66,13 +67,13 @@ func (r *UDPRelay) Close() {
 
 func (r *UDPRelay) serve() {
 	defer r.wg.Done()
-	buf, oob := make([]byte, 65536), make([]byte, 128)
+	buf, oob := make([]byte, 65536), make([]byte, rxstamp.OOBSize)
 	for {
 		n, oobn, _, from, err := r.ln.ReadMsgUDP(buf, oob)
 		if err != nil {
 			return
 		}
-		arrived := arrival(oob[:oobn])
+		arrived := rxstamp.Arrival(rxstamp.Parse(oob[:oobn]))
 		r.mu.Lock()
 		c := r.conns[from.String()]
 		if c == nil {
@@ -80,7 +81,7 @@ func (r *UDPRelay) serve() {
 				r.mu.Unlock()
 				continue
 			}
-			stampArrivals(c)
+			rxstamp.Enable(c)
 			r.conns[from.String()] = c
 			r.wg.Add(1)
 			go r.back(c, from)
@@ -107,7 +108,7 @@ func (r *UDPRelay) pass(b []byte, arrived time.Time, send func([]byte)) {
 // back relays the node's datagrams to the prober, applying the faults.
 func (r *UDPRelay) back(c *net.UDPConn, to *net.UDPAddr) {
 	defer r.wg.Done()
-	buf, oob := make([]byte, 65536), make([]byte, 128)
+	buf, oob := make([]byte, 65536), make([]byte, rxstamp.OOBSize)
 	var held []byte
 	pongs := 0
 	arrived := time.Now()
@@ -137,7 +138,7 @@ func (r *UDPRelay) back(c *net.UDPConn, to *net.UDPAddr) {
 		if err != nil {
 			return
 		}
-		arrived = arrival(oob[:oobn])
+		arrived = rxstamp.Arrival(rxstamp.Parse(oob[:oobn]))
 		d := append([]byte(nil), buf[:n]...)
 		if _, typ, body, err := wire.ParseUDP(d); err == nil && typ == wire.UDPData && len(body) > 8 && wire.PacketType(body[8]) == wire.TypePong {
 			pongs++
