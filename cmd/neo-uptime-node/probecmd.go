@@ -131,6 +131,9 @@ func printObservation(w io.Writer, url string, class probe.Class, err error, o e
 		fmt.Fprintf(w, "  ws-upgrade %v", o.Timings.Upgrade.Round(time.Microsecond))
 	}
 	fmt.Fprintf(w, "  handshake %v  (total %v)\n", o.Timings.Handshake.Round(time.Microsecond), took.Round(time.Millisecond))
+	if o.HandshakeResent > 0 {
+		fmt.Fprintf(w, "retries    no handshake reply: started over %d time(s) on a new udp session\n", o.HandshakeResent)
+	}
 	if o.NodePeerID != 0 {
 		fmt.Fprintf(w, "node       peer id %d, network %q, joined as %s network, accepted %v\n", o.NodePeerID, o.NodeNetwork, o.Mode, o.Accepted)
 	}

@@ -313,3 +313,80 @@ func TestProbe_CancelEndsTheWait(t *testing.T) {
 		}
 	}
 }
+
+// A udp handshake whose reply does not come starts over on a new session
+// (a new conn_id, SYN/SACK, then the handshake again): one lost datagram,
+// ours or the node's, must not lose the probe. Other transports never
+// start over: their kernel retransmits.
+func TestProbe_UDPHandshakeLostStartsOver(t *testing.T) {
+	f, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n", NetworkSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close) // after the parallel subtests
+	for _, tc := range []struct {
+		name        string
+		faults      easytiertest.RelayFaults
+		wantErr     error
+		wantResent  int
+		minDuration time.Duration
+	}{
+		{"ours lost", easytiertest.RelayFaults{DropProberHandshakes: 1}, nil, 1, time.Second},
+		{"reply lost", easytiertest.RelayFaults{DropNodeHandshakes: 1}, nil, 1, time.Second},
+		{"reply lost twice", easytiertest.RelayFaults{DropNodeHandshakes: 2}, nil, 2, 2 * time.Second},
+		{"every reply lost", easytiertest.RelayFaults{DropNodeHandshakes: 100}, easytier.ErrHandshakeTimeout, 2, 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			relay, err := easytiertest.StartUDPRelay(strings.TrimPrefix(f.UDPURL(), "udp://"), tc.faults)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer relay.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var sent [][]byte
+			start := time.Now()
+			obs, err := easytier.Probe(ctx, relay.URL(), easytier.Options{NetworkName: "n", NetworkSecret: "s", Samples: 2,
+				Interval: 10 * time.Millisecond, RouteWait: -1,
+				OnSend: func(p []byte) { sent = append(sent, append([]byte(nil), p...)) }})
+			took := time.Since(start)
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+				t.Fatalf("probe = %v (%s), want %v", err, obs.Reason, tc.wantErr)
+			}
+			if obs.HandshakeResent != tc.wantResent {
+				t.Errorf("started over %d times, want %d", obs.HandshakeResent, tc.wantResent)
+			}
+			if tc.wantErr == nil && (len(obs.SamplesUS) != 2 || !obs.Accepted) {
+				t.Errorf("samples %v, accepted %v; want 2 samples from the new session", obs.SamplesUS, obs.Accepted)
+			}
+			if took < tc.minDuration {
+				t.Errorf("took %v, want at least %v: started over before the reply was overdue", took, tc.minDuration)
+			}
+			handshakes := 0
+			for _, p := range sent {
+				if h, _, err := wire.ParsePacket(p); err == nil && h.Type == wire.TypeHandShake {
+					handshakes++
+				}
+			}
+			if handshakes != tc.wantResent+1 {
+				t.Errorf("sent %d handshakes, want %d", handshakes, tc.wantResent+1)
+			}
+			assertAllowed(t, sent)
+		})
+	}
+	t.Run("tcp never starts over", func(t *testing.T) {
+		t.Parallel()
+		silent, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n", NetworkSecret: "s", Behavior: easytiertest.AcceptSilence})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer silent.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		obs, err := easytier.Probe(ctx, silent.TCPURL(), easytier.Options{NetworkName: "n", NetworkSecret: "s", HandshakeTimeout: 2500 * time.Millisecond})
+		if !errors.Is(err, easytier.ErrHandshakeTimeout) || obs.HandshakeResent != 0 {
+			t.Errorf("probe = %v, started over %d times; want a handshake timeout and none", err, obs.HandshakeResent)
+		}
+	})
+}

@@ -114,6 +114,9 @@ type Observation struct {
 	// the node relays us as a foreign network.
 	Mode     string `json:"mode,omitempty"`
 	Accepted bool   `json:"accepted"`
+	// HandshakeResent counts the times a udp probe started over on a new
+	// session because the handshake reply had not come (session.go).
+	HandshakeResent int `json:"handshake_resent,omitempty"`
 
 	SamplesUS []int64 `json:"samples_us"` // successful ping RTTs, in order
 	Sent      int     `json:"pings_sent"`

@@ -237,3 +237,63 @@ func TestConformance_SecureModeNode(t *testing.T) {
 		t.Fatal("secure-mode node is not running after the probes")
 	}
 }
+
+// A real node's handling of a udp probe that starts over (session.go):
+// with our handshake or the node's reply lost once, the probe still joins,
+// on a new session and under a new peer id, and gets the node's route
+// info. (Under the same peer id the node, v2.6.4, kept the accepted old
+// connection as that peer's default and sent its route sync there, into
+// the void.) The node forgets every prober peer, old sessions' included,
+// as it does any udp peer.
+func TestConformance_RealNodeUDPHandshakeLost(t *testing.T) {
+	node := easytiertest.StartReal(t, easytiertest.RealConfig{NetworkName: confNet, NetworkSecret: confSecret, Hostname: confHost})
+	wantVersion, _, _ := strings.Cut(node.Version, "-")
+	var probers []uint32
+	for _, tc := range []struct {
+		name   string
+		faults easytiertest.RelayFaults
+	}{
+		{"ours_lost", easytiertest.RelayFaults{DropProberHandshakes: 1}},
+		{"reply_lost", easytiertest.RelayFaults{DropNodeHandshakes: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			relay, err := easytiertest.StartUDPRelay(strings.TrimPrefix(node.URL("udp"), "udp://"), tc.faults)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer relay.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			var sent [][]byte
+			obs, err := easytier.Probe(ctx, relay.URL(), easytier.Options{NetworkName: confNet, NetworkSecret: confSecret,
+				RouteWait: 4 * time.Second, OnSend: func(p []byte) { sent = append(sent, append([]byte(nil), p...)) }})
+			assertAllowed(t, sent)
+			probers = append(probers, obs.PeerID)
+			if err != nil {
+				t.Fatalf("probe = %v (%s)", err, obs.Reason)
+			}
+			if obs.HandshakeResent != 1 || len(obs.SamplesUS) != 4 || obs.Lost != 0 {
+				t.Errorf("started over %d times, samples %v, lost %d; want 1, 4, 0", obs.HandshakeResent, obs.SamplesUS, obs.Lost)
+			}
+			if obs.Node == nil || obs.Node.Version != wantVersion {
+				t.Errorf("node info %+v (%s), want version %s", obs.Node, obs.NodeMissed, wantVersion)
+			}
+		})
+	}
+	if !node.Alive() {
+		t.Fatal("node is not running after the probes")
+	}
+	// The node has no peers but the probers, those that joined and those
+	// left behind by sessions started over.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		left := allPeerIDs(t, node)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node still has peers %v 30s after the probes (the probes joined as %v)", left, probers)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

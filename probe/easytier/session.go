@@ -33,6 +33,27 @@ type batcher interface {
 	flush() error
 }
 
+// restarter is a packetConn whose transport can start over before the
+// handshake reply: udp, where nothing retransmits a lost datagram.
+type restarter interface {
+	restart(ctx context.Context, limit time.Time) error
+}
+
+// On udp, a handshake whose reply has not come within hsRetryAfter
+// starts over on a new session (udp.go's restart), at most maxHSRetries
+// times, while at least hsRetryAfter of the handshake timeout is left. On
+// tcp and ws the kernel retransmits; on udp one lost datagram, ours or
+// the reply, would otherwise lose the whole probe, and EasyTier's own
+// connector would simply connect again (v2.6.4 keeps the old session's
+// connection, if it had accepted it, until its ping-loss rule fires; so
+// each new session joins under a new peer id). hsRetryAfter is hsRetryMin or
+// four SYN→SACK round trips, whichever is longer: a node answers the
+// handshake at once, so a reply that late is lost, not slow.
+const (
+	hsRetryMin   = time.Second
+	maxHSRetries = 2
+)
+
 // inbound is one packet read, stamped on arrival.
 type inbound struct {
 	pkt []byte
@@ -70,20 +91,26 @@ type session struct {
 }
 
 func newSession(pc packetConn, opts Options, obs *Observation) *session {
-	var b [20]byte
-	_, _ = rand.Read(b[:])
 	s := &session{
 		pc:     pc,
 		opts:   opts,
 		obs:    obs,
-		myID:   binary.LittleEndian.Uint32(b[0:]) | 1, // non-zero
-		sessID: binary.LittleEndian.Uint64(b[4:]),
-		txID:   int64(binary.LittleEndian.Uint64(b[12:]) >> 1),
 		digest: wire.Digest(opts.NetworkName, opts.NetworkSecret),
 		sentAt: map[uint32]time.Time{},
 	}
-	obs.PeerID = s.myID
+	s.newIdentity()
 	return s
+}
+
+// newIdentity draws our peer id, route session id and first RPC
+// transaction id.
+func (s *session) newIdentity() {
+	var b [20]byte
+	_, _ = rand.Read(b[:])
+	s.myID = binary.LittleEndian.Uint32(b[0:]) | 1 // non-zero
+	s.sessID = binary.LittleEndian.Uint64(b[4:])
+	s.txID = int64(binary.LittleEndian.Uint64(b[12:]) >> 1)
+	s.obs.PeerID = s.myID
 }
 
 // close ends the transport; a finished probe leaves nothing behind.
@@ -130,6 +157,9 @@ func (s *session) run(ctx context.Context) error {
 		return fmt.Errorf("sending handshake: %w", err)
 	}
 	hsDeadline := hsStart.Add(s.opts.HandshakeTimeout)
+	rs, canRestart := s.pc.(restarter)
+	hsRetryAfter := max(hsRetryMin, 4*obs.Timings.Connect)
+	hsRetryAt := hsStart.Add(hsRetryAfter)
 	var (
 		acceptedAt   time.Time
 		nextPing     time.Time
@@ -156,6 +186,31 @@ func (s *session) run(ctx context.Context) error {
 				return fmt.Errorf("waiting %v: %w", s.opts.HandshakeTimeout, ErrHandshakeTimeout)
 			}
 			wake = hsDeadline
+			if canRestart && obs.HandshakeResent < maxHSRetries && hsDeadline.Sub(hsRetryAt) >= hsRetryAfter {
+				if !now.Before(hsRetryAt) {
+					obs.HandshakeResent++
+					if err := rs.restart(ctx, hsDeadline); err != nil {
+						if ctx.Err() != nil {
+							return s.ctxErr(ctx, time.Time{})
+						}
+						obs.Reason = ReasonHandshakeTimeout
+						return fmt.Errorf("%w, and starting over failed: %w", ErrHandshakeTimeout, err)
+					}
+					// As a new peer: a node whose reply was lost has
+					// accepted the old session, and keeps that connection
+					// (until its ping-loss rule fires) as our peer id's
+					// default, on which it would send its route sync.
+					s.newIdentity()
+					hsStart = time.Now()
+					hsRetryAt = hsStart.Add(hsRetryAfter)
+					hs := wire.AppendHandshake(s.msgBuf[:0], s.myID, s.opts.NetworkName, s.digest)
+					if err := s.send(wire.TypeHandShake, 0, hs); err != nil {
+						return fmt.Errorf("sending handshake: %w", err)
+					}
+					continue
+				}
+				wake = hsRetryAt
+			}
 		} else {
 			for seq, at := range s.sentAt {
 				if exp := at.Add(s.opts.PingTimeout); !now.Before(exp) {

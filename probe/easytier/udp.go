@@ -39,25 +39,42 @@ func dialUDP(ctx context.Context, addrs []netip.Addr, port int, obs *Observation
 	if err != nil {
 		return nil, fmt.Errorf("dialing %s: %w", addr, err)
 	}
-	var r [12]byte
-	_, _ = rand.Read(r[:])
 	// Nodes keep datagrams under 2000 bytes (UDP_DATA_MTU); a larger one is
 	// truncated, fails its length check and is dropped, as a node would.
-	u := &udpConn{c: c, connID: binary.LittleEndian.Uint32(r[:]), rbuf: make([]byte, 4096), oob: make([]byte, rxstamp.OOBSize)}
+	u := &udpConn{c: c, rbuf: make([]byte, 4096), oob: make([]byte, rxstamp.OOBSize)}
 	rxstamp.Enable(c) // kernel receive stamps for pongs
+	start := time.Now()
+	err = u.syn(ctx, start.Add(3*time.Second)) // EasyTier's own SACK wait
+	obs.Timings.Connect = time.Since(start)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	} else {
+		_ = c.SetDeadline(time.Time{})
+	}
+	return u, nil
+}
+
+// syn starts a session: a new conn_id, then the SYN, repeated every
+// synResend until the matching SACK arrives, ctx ends or limit passes.
+func (u *udpConn) syn(ctx context.Context, limit time.Time) error {
+	var r [12]byte
+	_, _ = rand.Read(r[:])
+	u.connID = binary.LittleEndian.Uint32(r[:])
 	magic := binary.LittleEndian.Uint64(r[4:])
 	syn := wire.AppendUDPSyn(nil, u.connID, magic)
-	start := time.Now()
+	c, addr := u.c, u.c.RemoteAddr()
 	// A cancel wakes the wait for the SACK rather than the next resend.
 	defer context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(pastDeadline) })()
-	limit := start.Add(3 * time.Second) // EasyTier's own SACK wait
 	if dl, ok := ctx.Deadline(); ok && dl.Before(limit) {
 		limit = dl
 	}
 	for {
 		if _, err := c.Write(syn); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("sending syn to %s: %w", addr, err)
+			return fmt.Errorf("sending syn to %s: %w", addr, err)
 		}
 		wait := time.Now().Add(synResend)
 		if limit.Before(wait) {
@@ -71,28 +88,29 @@ func dialUDP(ctx context.Context, addrs []netip.Addr, port int, obs *Observation
 				if errors.As(err, &ne) && ne.Timeout() {
 					break
 				}
-				c.Close()
-				return nil, fmt.Errorf("waiting for sack from %s: %w", addr, err)
+				return fmt.Errorf("waiting for sack from %s: %w", addr, err)
 			}
 			if wire.IsSack(u.rbuf[:n], u.connID, magic) {
-				obs.Timings.Connect = time.Since(start)
-				if dl, ok := ctx.Deadline(); ok {
-					_ = c.SetDeadline(dl)
-				} else {
-					_ = c.SetDeadline(time.Time{})
-				}
-				return u, nil
+				return nil
 			}
 		}
-		if !time.Now().Before(limit) || ctx.Err() != nil {
-			c.Close()
-			obs.Timings.Connect = time.Since(start)
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("waiting for sack from %s: %w", addr, ctx.Err())
-			}
-			return nil, fmt.Errorf("waiting for sack from %s: %w: %w", addr, ErrSackTimeout, os.ErrDeadlineExceeded)
+		if ctx.Err() != nil {
+			return fmt.Errorf("waiting for sack from %s: %w", addr, ctx.Err())
+		}
+		if !time.Now().Before(limit) {
+			return fmt.Errorf("waiting for sack from %s: %w: %w", addr, ErrSackTimeout, os.ErrDeadlineExceeded)
 		}
 	}
+}
+
+// restart starts a new session on the same socket, for a handshake whose
+// reply has not come: lost on the way there or back, for all the prober
+// can tell. A node takes each SYN as a new connection; a connection it had
+// accepted before its reply was lost stays until its ping-loss rule fires,
+// as any udp probe's does (there is no close on udp). Datagrams of the old
+// session that arrive late carry the old conn_id and are skipped.
+func (u *udpConn) restart(ctx context.Context, limit time.Time) error {
+	return u.syn(ctx, limit)
 }
 
 func (u *udpConn) write(pkt []byte) error {

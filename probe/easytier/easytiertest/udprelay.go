@@ -15,6 +15,10 @@ type RelayFaults struct {
 	Duplicate   bool // send every datagram twice (both directions)
 	Reorder     bool // swap each pair of consecutive node datagrams
 	DropPongsOf int  // drop every n-th Pong from the node (0: none)
+	// DropProberHandshakes and DropNodeHandshakes drop the first n
+	// HandShake packets from the prober and from the node.
+	DropProberHandshakes int
+	DropNodeHandshakes   int
 	// Through, when set, is handed every datagram in both directions
 	// instead of it being sent: it calls send, now or later and from any
 	// goroutine, or drops the datagram (benchmarks delay and lose them).
@@ -68,12 +72,17 @@ func (r *UDPRelay) Close() {
 func (r *UDPRelay) serve() {
 	defer r.wg.Done()
 	buf, oob := make([]byte, 65536), make([]byte, rxstamp.OOBSize)
+	proberHandshakes := 0
 	for {
 		n, oobn, _, from, err := r.ln.ReadMsgUDP(buf, oob)
 		if err != nil {
 			return
 		}
 		arrived := rxstamp.Arrival(rxstamp.Parse(oob[:oobn]))
+		if isHandshake(buf[:n]) && proberHandshakes < r.faults.DropProberHandshakes {
+			proberHandshakes++
+			continue
+		}
 		r.mu.Lock()
 		c := r.conns[from.String()]
 		if c == nil {
@@ -110,7 +119,7 @@ func (r *UDPRelay) back(c *net.UDPConn, to *net.UDPAddr) {
 	defer r.wg.Done()
 	buf, oob := make([]byte, 65536), make([]byte, rxstamp.OOBSize)
 	var held []byte
-	pongs := 0
+	pongs, handshakes := 0, 0
 	arrived := time.Now()
 	send := func(b []byte) {
 		r.pass(b, arrived, func(b []byte) {
@@ -140,6 +149,10 @@ func (r *UDPRelay) back(c *net.UDPConn, to *net.UDPAddr) {
 		}
 		arrived = rxstamp.Arrival(rxstamp.Parse(oob[:oobn]))
 		d := append([]byte(nil), buf[:n]...)
+		if isHandshake(d) && handshakes < r.faults.DropNodeHandshakes {
+			handshakes++
+			continue
+		}
 		if _, typ, body, err := wire.ParseUDP(d); err == nil && typ == wire.UDPData && len(body) > 8 && wire.PacketType(body[8]) == wire.TypePong {
 			pongs++
 			if r.faults.DropPongsOf > 0 && pongs%r.faults.DropPongsOf == 0 {
@@ -158,4 +171,10 @@ func (r *UDPRelay) back(c *net.UDPConn, to *net.UDPAddr) {
 		}
 		send(d)
 	}
+}
+
+// isHandshake reports whether the datagram carries a HandShake packet.
+func isHandshake(d []byte) bool {
+	_, typ, body, err := wire.ParseUDP(d)
+	return err == nil && typ == wire.UDPData && len(body) > 8 && wire.PacketType(body[8]) == wire.TypeHandShake
 }
