@@ -11,7 +11,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/neouptime/neo-uptime-node/probe"
+	"github.com/neouptime/neo-uptime-node/probe/easytier"
 	"github.com/neouptime/neo-uptime-node/probe/easytier/easytiertest"
+	"github.com/neouptime/neo-uptime-node/report"
 	"github.com/neouptime/neo-uptime-node/state"
 )
 
@@ -48,6 +51,35 @@ func TestProbeCmd_ExplainsEveryStage(t *testing.T) {
 	// The secret is never taken from a flag.
 	if code := run(context.Background(), []string{"probe", f.TCPURL(), "--network-secret", "x"}, &out, &errb, func(string) string { return "" }); code != exitUsage {
 		t.Errorf("--network-secret flag accepted (exit %d)", code)
+	}
+}
+
+// A udp probe that had to start over says so, in the probe command's
+// text and json, and in the run report's line for the peer.
+func TestProbeCmd_ShowsAUDPRestart(t *testing.T) {
+	f := startFake(t, &easytiertest.Fake{NetworkName: "ops-net", NetworkSecret: "s"})
+	env := func(k string) string { return map[string]string{"NETWORK_SECRET": "s"}[k] }
+	for _, output := range []string{"text", "json"} {
+		relay, err := easytiertest.StartUDPRelay(strings.TrimPrefix(f.UDPURL(), "udp://"), easytiertest.RelayFaults{DropNodeHandshakes: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out, errb bytes.Buffer
+		code := run(context.Background(), []string{"probe", relay.URL(), "--network-name", "ops-net", "--samples", "1", "--output", output}, &out, &errb, env)
+		relay.Close()
+		if code != exitOK {
+			t.Fatalf("%s: exit %d\n%s%s", output, code, out.String(), errb.String())
+		}
+		if output == "text" && !strings.Contains(out.String(), "started over 1 time(s) on a new udp session") {
+			t.Errorf("text output does not show the restart:\n%s", out.String())
+		}
+		if output == "json" && !strings.Contains(out.String(), `"handshake_resent": 1`) {
+			t.Errorf("json output does not show the restart:\n%s", out.String())
+		}
+	}
+	pr := newPeerResult(report.Peer{ID: 7}, probe.Result{Obs: easytier.Observation{HandshakeResent: 2}})
+	if b, _ := json.Marshal(pr); !strings.Contains(string(b), `"handshake_resent":2`) {
+		t.Errorf("run report line lacks the restarts: %s", b)
 	}
 }
 

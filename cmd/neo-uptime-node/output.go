@@ -52,7 +52,7 @@ type PeerResult struct {
 	Loss      float64        `json:"loss"`
 	SamplesUS []int64        `json:"samples_us,omitempty"`
 	Timings   any            `json:"timings,omitempty"`
-	Restarts  int            `json:"handshake_resent,omitempty"` // udp sessions started over for a lost handshake
+	Resent    int            `json:"handshake_resent,omitempty"` // udp sessions started over for a lost handshake
 	Version   string         `json:"version,omitempty"`
 	Hostname  string         `json:"hostname,omitempty"`
 	Foreign   *int           `json:"foreign_networks,omitempty"`
@@ -67,7 +67,7 @@ func newPeerResult(p report.Peer, r probe.Result) PeerResult {
 	minUS, maxUS, sd, loss := o.Stats()
 	pr := PeerResult{ID: p.ID, Name: p.Name, Target: r.Target.URL, Class: string(r.Class), Reason: r.Reason,
 		Mode: o.Mode, LatencyUS: o.LatencyUS(), MinUS: minUS, MaxUS: maxUS, StdDevUS: math.Round(sd*10) / 10,
-		Loss: loss, SamplesUS: o.SamplesUS, Timings: o.Timings, Restarts: o.HandshakeResent, DurMS: ms(r.Duration)}
+		Loss: loss, SamplesUS: o.SamplesUS, Timings: o.Timings, Resent: o.HandshakeResent, DurMS: ms(r.Duration)}
 	if r.Err != nil {
 		pr.Error, pr.Stage = r.Err.Error(), o.Stage
 		if i := strings.IndexByte(pr.Error, '\n'); i >= 0 {
