@@ -79,7 +79,7 @@ func (r *UDPRelay) serve() {
 			return
 		}
 		arrived := rxstamp.Arrival(rxstamp.Parse(oob[:oobn]))
-		if isHandshake(buf[:n]) && proberHandshakes < r.faults.DropProberHandshakes {
+		if t, ok := packetType(buf[:n]); ok && t == wire.TypeHandShake && proberHandshakes < r.faults.DropProberHandshakes {
 			proberHandshakes++
 			continue
 		}
@@ -149,11 +149,12 @@ func (r *UDPRelay) back(c *net.UDPConn, to *net.UDPAddr) {
 		}
 		arrived = rxstamp.Arrival(rxstamp.Parse(oob[:oobn]))
 		d := append([]byte(nil), buf[:n]...)
-		if isHandshake(d) && handshakes < r.faults.DropNodeHandshakes {
+		t, ok := packetType(d)
+		if ok && t == wire.TypeHandShake && handshakes < r.faults.DropNodeHandshakes {
 			handshakes++
 			continue
 		}
-		if _, typ, body, err := wire.ParseUDP(d); err == nil && typ == wire.UDPData && len(body) > 8 && wire.PacketType(body[8]) == wire.TypePong {
+		if ok && t == wire.TypePong {
 			pongs++
 			if r.faults.DropPongsOf > 0 && pongs%r.faults.DropPongsOf == 0 {
 				continue
@@ -173,8 +174,12 @@ func (r *UDPRelay) back(c *net.UDPConn, to *net.UDPAddr) {
 	}
 }
 
-// isHandshake reports whether the datagram carries a HandShake packet.
-func isHandshake(d []byte) bool {
+// packetType is the EasyTier packet type a data datagram carries; false
+// for SYN/SACK and anything malformed.
+func packetType(d []byte) (wire.PacketType, bool) {
 	_, typ, body, err := wire.ParseUDP(d)
-	return err == nil && typ == wire.UDPData && len(body) > 8 && wire.PacketType(body[8]) == wire.TypeHandShake
+	if err != nil || typ != wire.UDPData || len(body) <= 8 {
+		return 0, false
+	}
+	return wire.PacketType(body[8]), true
 }
