@@ -166,62 +166,110 @@ func TestPumped_DeadlinesWakeupsAndErrorsInOrder(t *testing.T) {
 	}
 }
 
+// pipeNode is the node's end of a net.Pipe to a session: a pipe read
+// returns at most one write, so each call of writes is one of ours.
+type pipeNode struct {
+	t    *testing.T
+	c    net.Conn
+	buf  []byte
+	peer uint32 // the node's peer id
+}
+
+// writes returns the packets of our next write, and their types.
+func (n *pipeNode) writes() ([][]byte, []wire.PacketType) {
+	n.t.Helper()
+	n.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	m, err := n.c.Read(n.buf)
+	if err != nil {
+		n.t.Fatalf("node read: %v", err)
+	}
+	var pkts [][]byte
+	var types []wire.PacketType
+	for b := n.buf[:m]; len(b) >= 4; {
+		l, err := wire.TCPFrameLen([4]byte(b[:4]))
+		if err != nil || 4+l > len(b) {
+			n.t.Fatalf("a write that is not whole frames: %x", n.buf[:m])
+		}
+		h, _, err := wire.ParsePacket(b[4 : 4+l])
+		if err != nil {
+			n.t.Fatalf("parsing our packet: %v", err)
+		}
+		pkts, types = append(pkts, b[4:4+l]), append(types, h.Type)
+		b = b[4+l:]
+	}
+	return pkts, types
+}
+
+// frame is one packet from the node to us, framed.
+func (n *pipeNode) frame(to uint32, t wire.PacketType, payload []byte) []byte {
+	return wire.AppendTCPFrame(nil, wire.AppendPacket(nil, n.peer, to, t, payload))
+}
+
+// startPipeSession runs a session on a pipe and reads its handshake.
+func startPipeSession(t *testing.T, opts Options) (*session, *pipeNode, *Observation, <-chan error) {
+	ours, node := net.Pipe()
+	t.Cleanup(func() { node.Close() })
+	obs := &Observation{}
+	s := newSession(newTCPConn(t.Context(), ours), opts, obs)
+	done := make(chan error, 1)
+	go func() { done <- s.run(t.Context()); s.close() }()
+	n := &pipeNode{t: t, c: node, buf: make([]byte, 4096), peer: 77}
+	if _, got := n.writes(); len(got) != 1 || got[0] != wire.TypeHandShake {
+		t.Fatalf("first write: %v, want the handshake", got)
+	}
+	return s, n, obs, done
+}
+
 // The pong to the node's first ping and the route request it triggers
 // leave in one write; our own ping does not wait for anything.
 func TestSession_AnswerToOnePacketIsOneWrite(t *testing.T) {
-	ours, node := net.Pipe() // a pipe read returns at most one write
-	defer node.Close()
 	opts := Options{NetworkName: "n", NetworkSecret: "s", Samples: 1, Interval: time.Second, PingTimeout: time.Second,
 		HandshakeTimeout: time.Second, RouteWait: time.Second, ForeignWait: -1}
-	var obs Observation
-	s := newSession(newTCPConn(t.Context(), ours), opts, &obs)
-	done := make(chan error, 1)
-	go func() { done <- s.run(t.Context()); s.close() }()
-
-	buf := make([]byte, 4096)
-	read := func() [][]byte { // the frames of one write
-		t.Helper()
-		node.SetReadDeadline(time.Now().Add(5 * time.Second))
-		n, err := node.Read(buf)
-		if err != nil {
-			t.Fatalf("node read: %v", err)
-		}
-		var frames [][]byte
-		for b := buf[:n]; len(b) >= 4; {
-			l, err := wire.TCPFrameLen([4]byte(b[:4]))
-			if err != nil || 4+l > len(b) {
-				t.Fatalf("a write that is not whole frames: %x", buf[:n])
-			}
-			frames, b = append(frames, b[4:4+l]), b[4+l:]
-		}
-		return frames
-	}
-	types := func(frames [][]byte) []wire.PacketType {
-		var ts []wire.PacketType
-		for _, f := range frames {
-			h, _, err := wire.ParsePacket(f)
-			if err != nil {
-				t.Fatalf("parsing our packet: %v", err)
-			}
-			ts = append(ts, h.Type)
-		}
-		return ts
-	}
-	const nodeID = 77
-	if got := types(read()); len(got) != 1 || got[0] != wire.TypeHandShake {
-		t.Fatalf("first write: %v, want the handshake", got)
-	}
-	digest := wire.Digest("n", "s")
+	s, node, _, done := startPipeSession(t, opts)
 	go func() {
-		node.Write(wire.AppendTCPFrame(nil, wire.AppendPacket(nil, nodeID, 0, wire.TypeHandShake, wire.AppendHandshake(nil, nodeID, "n", digest))))
-		node.Write(wire.AppendTCPFrame(nil, wire.AppendPacket(nil, nodeID, s.myID, wire.TypePing, wire.PingPayload(0))))
+		node.c.Write(node.frame(0, wire.TypeHandShake, wire.AppendHandshake(nil, node.peer, "n", wire.Digest("n", "s"))))
+		node.c.Write(node.frame(s.myID, wire.TypePing, wire.PingPayload(0)))
 	}()
-	if got := types(read()); len(got) != 1 || got[0] != wire.TypePing {
+	if _, got := node.writes(); len(got) != 1 || got[0] != wire.TypePing {
 		t.Fatalf("after the reply: %v, want our ping alone", got)
 	}
-	if got := types(read()); len(got) != 2 || got[0] != wire.TypePong || got[1] != wire.TypeRPCReq {
+	if _, got := node.writes(); len(got) != 2 || got[0] != wire.TypePong || got[1] != wire.TypeRPCReq {
 		t.Fatalf("answer to the node's ping: %v in one write, want [pong, route request]", got)
 	}
-	node.Close()
+	node.c.Close()
 	<-done
+}
+
+// When one read brings the node's reply and its first ping, our ping,
+// our pong and the route request leave in one write: the node never has
+// two of our segments to acknowledge at once. The ping is stamped as
+// that write leaves, not when it was queued.
+func TestSession_PacketsOfOneReadAreAnsweredInOneWrite(t *testing.T) {
+	const stall = 60 * time.Millisecond
+	opts := Options{NetworkName: "n", NetworkSecret: "s", Samples: 1, Interval: time.Second, PingTimeout: time.Second,
+		HandshakeTimeout: time.Second, RouteWait: time.Second, ForeignWait: -1,
+		// Handling the node's ping, after our ping is queued, takes a while.
+		OnRecv: func(pkt []byte) {
+			if h, _, err := wire.ParsePacket(pkt); err == nil && h.Type == wire.TypePing {
+				time.Sleep(stall)
+			}
+		}}
+	s, node, obs, done := startPipeSession(t, opts)
+	go node.c.Write(append(node.frame(0, wire.TypeHandShake, wire.AppendHandshake(nil, node.peer, "n", wire.Digest("n", "s"))),
+		node.frame(s.myID, wire.TypePing, wire.PingPayload(0))...))
+	pkts, got := node.writes()
+	if len(got) != 3 || got[0] != wire.TypePing || got[1] != wire.TypePong || got[2] != wire.TypeRPCReq {
+		t.Fatalf("answer to the reply and the node's ping: %v in one write, want [ping, pong, route request]", got)
+	}
+	pong := append([]byte(nil), pkts[0]...)
+	pong[8] = byte(wire.TypePong)
+	node.c.Write(wire.AppendTCPFrame(nil, pong))
+	node.c.Close()
+	<-done
+	if len(obs.SamplesUS) != 1 {
+		t.Fatalf("samples %v, want one", obs.SamplesUS)
+	}
+	if rtt := time.Duration(obs.SamplesUS[0]) * time.Microsecond; rtt >= stall {
+		t.Fatalf("rtt %v counts the %v the ping waited in the batch", rtt, stall)
+	}
 }

@@ -28,9 +28,12 @@ type packetConn interface {
 }
 
 // batcher is a packetConn that can send several packets in one write.
+// ready reports whether a whole packet is already buffered, so that the
+// next read returns it without waiting.
 type batcher interface {
 	batch()
 	flush() error
+	ready() bool
 }
 
 // restarter is a packetConn whose transport can start over before the
@@ -75,6 +78,8 @@ type session struct {
 	nodeID     uint32
 	replied    bool
 	sentAt     map[uint32]time.Time // outstanding pings by seq
+	holding    bool                 // writes wait for flush (batcher)
+	heldPings  []uint32             // pings among them
 	nextSeq    uint32
 	merger     wire.Merger
 	keys       *wire.Keys
@@ -173,9 +178,16 @@ func (s *session) run(ctx context.Context) error {
 	// Cancelling ctx wakes the loop's read; the loop sees ctx.Err after
 	// setting each deadline, so a cancel can never be overwritten unseen.
 	defer context.AfterFunc(ctx, func() { _ = s.pc.setReadDeadline(pastDeadline) })()
-	// What is sent in answer to one packet leaves in one write where the
-	// transport can do that (tcp).
+	// Where the transport can (tcp), what is sent in answer to the
+	// packets that one read brought, and the ping that falls due with
+	// them, leaves in one write: one syscall and one segment instead of
+	// several, and the node never has two of ours unacknowledged at once
+	// (a loaded node acknowledges late, and the sender's kernel then
+	// retransmits the last segment as a tail-loss probe).
 	b, batching := s.pc.(batcher)
+	if batching {
+		defer func() { _ = s.flush(b) }()
+	}
 	for {
 		now := time.Now()
 		// Work out what is due and when the loop must next wake up.
@@ -267,6 +279,11 @@ func (s *session) run(ctx context.Context) error {
 		if hasEnd && ctxEnd.Before(wake) {
 			wake = ctxEnd
 		}
+		if batching && !b.ready() {
+			if err := s.flush(b); err != nil {
+				return fmt.Errorf("sending: %w", err)
+			}
+		}
 		_ = s.pc.setReadDeadline(wake)
 		if ctx.Err() != nil {
 			return s.ctxErr(ctx, acceptedAt)
@@ -285,6 +302,7 @@ func (s *session) run(ctx context.Context) error {
 		in := inbound{pkt: pkt, at: at}
 		if batching {
 			b.batch()
+			s.holding = true
 		}
 		if s.opts.OnRecv != nil {
 			s.opts.OnRecv(in.pkt)
@@ -308,12 +326,23 @@ func (s *session) run(ctx context.Context) error {
 				}
 			}
 		}
-		if batching {
-			if err := writeErr(b.flush()); err != nil {
-				return fmt.Errorf("sending: %w", err)
+	}
+}
+
+// flush sends what batching held. A ping it holds is stamped as it
+// leaves, so its round trip does not count the time it waited.
+func (s *session) flush(b batcher) error {
+	s.holding = false
+	if len(s.heldPings) > 0 {
+		now := time.Now()
+		for _, seq := range s.heldPings {
+			if _, ok := s.sentAt[seq]; ok {
+				s.sentAt[seq] = now
 			}
 		}
+		s.heldPings = s.heldPings[:0]
 	}
+	return writeErr(b.flush())
 }
 
 // The route sync request is repeated at most maxReasks times, reaskEvery
@@ -328,6 +357,9 @@ func (s *session) ping() error {
 	s.nextSeq++
 	s.obs.Sent++
 	s.sentAt[seq] = time.Now()
+	if s.holding {
+		s.heldPings = append(s.heldPings, seq)
+	}
 	if err := s.send(wire.TypePing, s.nodeID, wire.AppendPingPayload(s.msgBuf[:0], seq)); err != nil {
 		return fmt.Errorf("sending ping %d: %w", seq, err)
 	}

@@ -151,3 +151,13 @@ func (t *tcpConn) read() ([]byte, time.Time, error) {
 func (t *tcpConn) setReadDeadline(d time.Time) error { return t.c.SetReadDeadline(d) }
 
 func (t *tcpConn) close() { _ = t.c.Close() }
+
+// ready reports whether a whole frame is buffered: the next read returns
+// it without a syscall.
+func (t *tcpConn) ready() bool {
+	if t.w-t.r < 4 {
+		return false
+	}
+	n, err := wire.TCPFrameLen([4]byte(t.rbuf[t.r : t.r+4]))
+	return err != nil || t.r+4+n <= t.w // a bad length fails at once too
+}
