@@ -254,7 +254,12 @@ func appendPiece(from, to uint32, tx int64, d wire.Descriptor, body []byte, tota
 	return b
 }
 
-// serveUDP runs the UDP tunnel listener: SYN → SACK, then data per client.
+// serveUDP runs the UDP tunnel listener: SYN → SACK, then data per client
+// address. A new SYN from an address ends that address's session, which
+// is what a real node's listener (2.6.4) shows on the wire: it maps each
+// address to its latest connection and drops the old one's sender, though
+// the old peer connection lingers inside the node until its ping-loss
+// rule fires.
 func (f *Fake) serveUDP() {
 	defer f.wg.Done()
 	type client struct {
