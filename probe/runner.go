@@ -67,13 +67,19 @@ func (r *Runner) Run(ctx context.Context, targets []Target) []Result {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	probe := r.Probe
-	if probe == nil {
+	var probe probeInto
+	if r.Probe == nil {
 		opts := r.Options
-		probe = func(ctx context.Context, t Target) (easytier.Observation, error) {
+		probe = func(ctx context.Context, t *Target, obs *easytier.Observation) error {
 			o := opts
 			o.NetworkName, o.NetworkSecret = t.NetworkName, t.NetworkSecret
-			return easytier.Probe(ctx, t.URL, o)
+			return easytier.ProbeInto(ctx, t.URL, &o, obs)
+		}
+	} else {
+		probe = func(ctx context.Context, t *Target, obs *easytier.Observation) error {
+			o, err := r.Probe(ctx, *t)
+			*obs = o
+			return err
 		}
 	}
 	results := make([]Result, len(targets))
@@ -91,26 +97,40 @@ func (r *Runner) Run(ctx context.Context, targets []Target) []Result {
 		case sem <- struct{}{}:
 		}
 		wg.Add(1)
-		go func(i int) {
+		go func(res *Result) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			results[i] = runOne(ctx, targets[i], timeout, probe)
+			runOne(ctx, res, timeout, probe)
 			if r.OnResult != nil {
-				cbMu.Lock()
-				r.OnResult(results[i])
-				cbMu.Unlock()
+				r.deliver(res, &cbMu)
 			}
-		}(i)
+		}(&results[i])
 	}
 	wg.Wait()
 	return results
 }
 
-func runOne(jobCtx context.Context, t Target, timeout time.Duration, probe ProbeFunc) (res Result) {
+// probeInto probes t, writing what it saw into obs. Results and
+// observations are passed by pointer on a probe's goroutine: its frames
+// stay small, and so does its stack (easytier.ProbeInto).
+type probeInto func(ctx context.Context, t *Target, obs *easytier.Observation) error
+
+// deliver calls OnResult with a copy of res, one call at a time. It is a
+// function of its own so that the copy's room is not in the frame of
+// every probe's goroutine while it dials.
+//
+//go:noinline
+func (r *Runner) deliver(res *Result, mu *sync.Mutex) {
+	mu.Lock()
+	defer mu.Unlock()
+	r.OnResult(*res)
+}
+
+// runOne probes res.Target and fills in res.
+func runOne(jobCtx context.Context, res *Result, timeout time.Duration, probe probeInto) {
 	ctx, cancel := context.WithTimeout(jobCtx, timeout)
 	defer cancel()
 	start := time.Now()
-	res.Target = t
 	defer func() {
 		if p := recover(); p != nil {
 			res.Err = fmt.Errorf("%w: %v\n%s", ErrPanic, p, debug.Stack())
@@ -118,10 +138,10 @@ func runOne(jobCtx context.Context, t Target, timeout time.Duration, probe Probe
 		}
 		res.Duration = time.Since(start)
 	}()
-	obs, err := probe(ctx, t)
-	res.Obs, res.Err = obs, err
+	err := probe(ctx, &res.Target, &res.Obs)
+	res.Err = err
 	res.Class = Classify(err)
-	res.Reason = obs.Reason
+	res.Reason = res.Obs.Reason
 	if res.Reason == "" {
 		res.Reason = string(res.Class)
 	}
@@ -136,5 +156,4 @@ func runOne(jobCtx context.Context, t Target, timeout time.Duration, probe Probe
 		(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || res.Class == ClassTimeout) {
 		res.Class, res.Reason = ClassCanceled, "job_deadline"
 	}
-	return res
 }

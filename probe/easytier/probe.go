@@ -135,55 +135,66 @@ func ParseTarget(raw string) (Target, error) {
 // It never outlives ctx: give ctx a deadline. A nil error means the node
 // accepted us and answered at least one ping.
 func Probe(ctx context.Context, rawURL string, opts Options) (Observation, error) {
-	t, err := ParseTarget(rawURL)
-	if err != nil {
-		obs := Observation{Transport: t.Scheme, Stage: StageDNS, Reason: ReasonUnsupportedProtocol}
-		return obs, err
-	}
-	return ProbeTarget(ctx, t, opts)
+	var obs Observation
+	err := ProbeInto(ctx, rawURL, &opts, &obs)
+	return obs, err
 }
 
-// ProbeTarget is Probe for an already parsed target.
-func ProbeTarget(ctx context.Context, t Target, opts Options) (Observation, error) {
-	opts = opts.withDefaults()
-	obs := Observation{Transport: t.Scheme, Stage: StageDNS}
+// ProbeInto is Probe writing what it saw into obs, which it overwrites;
+// it does not change opts. Callers with many probes in flight use it: no
+// Observation or Options is copied through the frames of a probe's
+// goroutine, whose stack then stays within 8 KiB (the Go runtime grows a
+// stack by copying it whole, and the dial is deep).
+func ProbeInto(ctx context.Context, rawURL string, opts *Options, obs *Observation) error {
+	t, err := ParseTarget(rawURL)
+	if err != nil {
+		*obs = Observation{Transport: t.Scheme, Stage: StageDNS, Reason: ReasonUnsupportedProtocol}
+		return err
+	}
+	return probeTarget(ctx, &t, opts, obs)
+}
+
+// probeTarget is ProbeInto for an already parsed target.
+func probeTarget(ctx context.Context, t *Target, o *Options, obs *Observation) error {
+	*obs = Observation{Transport: t.Scheme, Stage: StageDNS}
+	opts := o.withDefaults()
 	start := time.Now()
-	addrs, err := resolve(ctx, opts, t.Host)
+	addrs, err := resolve(ctx, &opts, t.Host)
 	obs.Timings.DNS = time.Since(start)
 	if err != nil {
 		if errors.Is(err, ErrTargetDenied) {
 			obs.Reason = ReasonTargetDenied
 		}
-		return obs, err
+		return err
 	}
 	// Before the dial: the kernel takes a moment to switch stamping on.
 	defer holdRxStamping()()
 	var pc packetConn
 	switch t.Scheme {
 	case "tcp":
-		pc, err = dialTCP(ctx, addrs, t.Port, &obs)
+		pc, err = dialTCP(ctx, addrs, t.Port, obs)
 	case "udp":
-		pc, err = dialUDP(ctx, addrs, t.Port, &obs)
+		pc, err = dialUDP(ctx, addrs, t.Port, obs)
 	case "ws", "wss":
-		pc, err = dialWS(ctx, t, addrs, opts, &obs)
+		pc, err = dialWS(ctx, t, addrs, &opts, obs)
 	default:
 		obs.Reason = ReasonUnsupportedProtocol
-		return obs, fmt.Errorf("scheme %q: %w", t.Scheme, ErrUnsupportedProtocol)
+		return fmt.Errorf("scheme %q: %w", t.Scheme, ErrUnsupportedProtocol)
 	}
 	if err != nil {
-		return obs, err
+		return err
 	}
-	s := newSession(pc, opts, &obs)
+	s := newSession(pc, &opts, obs)
 	err = s.run(ctx)
 	s.close()
 	if err == nil {
 		obs.Stage, obs.Reason = StageClose, ReasonOK
 	}
-	return obs, err
+	return err
 }
 
 // resolve returns the target's addresses, IPv4 first, each vetted by Allow.
-func resolve(ctx context.Context, opts Options, host string) ([]netip.Addr, error) {
+func resolve(ctx context.Context, opts *Options, host string) ([]netip.Addr, error) {
 	var addrs []netip.Addr
 	if a, err := netip.ParseAddr(host); err == nil {
 		addrs = []netip.Addr{a.Unmap()}

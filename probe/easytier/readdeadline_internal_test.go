@@ -210,7 +210,7 @@ func startPipeSession(t *testing.T, opts Options) (*session, *pipeNode, *Observa
 	ours, node := net.Pipe()
 	t.Cleanup(func() { node.Close() })
 	obs := &Observation{}
-	s := newSession(newTCPConn(t.Context(), ours), opts, obs)
+	s := newSession(newTCPConn(t.Context(), ours), &opts, obs)
 	done := make(chan error, 1)
 	go func() { done <- s.run(t.Context()); s.close() }()
 	n := &pipeNode{t: t, c: node, buf: make([]byte, 4096), peer: 77}

@@ -95,10 +95,10 @@ type session struct {
 	pktBuf [192]byte
 }
 
-func newSession(pc packetConn, opts Options, obs *Observation) *session {
+func newSession(pc packetConn, opts *Options, obs *Observation) *session {
 	s := &session{
 		pc:     pc,
-		opts:   opts,
+		opts:   *opts,
 		obs:    obs,
 		digest: wire.Digest(opts.NetworkName, opts.NetworkSecret),
 		sentAt: map[uint32]time.Time{},
