@@ -176,7 +176,7 @@ func probeTarget(ctx context.Context, t *Target, o *Options, obs *Observation) e
 	case "udp":
 		pc, err = dialUDP(ctx, addrs, t.Port, obs)
 	case "ws", "wss":
-		pc, err = dialWS(ctx, t, addrs, &opts, obs)
+		pc, err = dialWS(ctx, *t, addrs, &opts, obs)
 	default:
 		obs.Reason = ReasonUnsupportedProtocol
 		return fmt.Errorf("scheme %q: %w", t.Scheme, ErrUnsupportedProtocol)

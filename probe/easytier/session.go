@@ -79,7 +79,8 @@ type session struct {
 	replied    bool
 	sentAt     map[uint32]time.Time // outstanding pings by seq
 	holding    bool                 // writes wait for flush (batcher)
-	heldPings  []uint32             // pings among them
+	heldPings  []uint32             // pings among them (in heldBuf)
+	heldBuf    [2]uint32
 	nextSeq    uint32
 	merger     wire.Merger
 	keys       *wire.Keys
@@ -103,6 +104,7 @@ func newSession(pc packetConn, opts *Options, obs *Observation) *session {
 		digest: wire.Digest(opts.NetworkName, opts.NetworkSecret),
 		sentAt: map[uint32]time.Time{},
 	}
+	s.heldPings = s.heldBuf[:0]
 	s.newIdentity()
 	return s
 }

@@ -27,7 +27,7 @@ const maxWSMessage = 64 << 10
 
 // dialWS connects, does TLS for wss (unverified unless opts.TLS is set, as
 // EasyTier does) and the WebSocket upgrade, timing each stage.
-func dialWS(ctx context.Context, t *Target, addrs []netip.Addr, opts *Options, obs *Observation) (packetConn, error) {
+func dialWS(ctx context.Context, t Target, addrs []netip.Addr, opts *Options, obs *Observation) (packetConn, error) {
 	var tlsDone time.Time
 	var raw net.Conn
 	netDial := func(ctx context.Context, _, _ string) (net.Conn, error) {
