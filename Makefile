@@ -57,8 +57,11 @@ build: ## build bin/neo-uptime-node
 demo: build ## run one invocation against the embedded demo backend and nodes
 	./bin/neo-uptime-node demo
 
+# The stack-size test runs again without the race detector, whose larger
+# frames would change what it measures (it skips itself under -race).
 test: deps ## run every test: unit, real EasyTier node, DynamoDB emulator, Lambda emulator
 	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -run '^TestRunner_ProbeStackStaysSmall$$' ./probe/
 
 test-short: ## unit tests only (no real node, no emulators needed)
 	$(GO) test -short -race -count=1 ./...
