@@ -240,4 +240,5 @@ func floorTable(runs int, delay time.Duration) {
 		overDelay = append(overDelay, w*1000-float64(delay.Milliseconds()))
 	}
 	fmt.Printf("| 1000 | %s | %s | %s | %s | %s | %s |\n\n", wall, over, overDelay, cpu, srvCPU, failed)
+	vsFloor.floorOver, vsFloor.floorCPU = over, cpu
 }

@@ -76,6 +76,32 @@ func main() {
 			floorTable(*runs, *delay)
 		}
 	}
+	againstFloor()
+}
+
+// vsFloor holds the 1,000-peer job's figures and the floor's, from this
+// run, for the ratio table.
+var vsFloor struct {
+	jobOver, jobCPU, floorOver, floorCPU stat
+}
+
+// againstFloor prints the 1,000-peer job against the floor, as ratios of
+// the medians measured in this run, when both tables ran.
+func againstFloor() {
+	v := vsFloor
+	if len(v.jobOver) == 0 || len(v.floorOver) == 0 {
+		return
+	}
+	ratio := func(a, b stat) string {
+		return fmt.Sprintf("%.2f×", stats.Median(a)/stats.Median(b))
+	}
+	fmt.Println("### The 1,000-peer job against the floor (this run's medians)")
+	fmt.Println()
+	fmt.Println("| measure | job | floor | job ÷ floor |")
+	fmt.Println("|---|---:|---:|---:|")
+	fmt.Printf("| wall − slowest RTT ms | %s | %s | %s |\n", stats.Num(stats.Median(v.jobOver)), stats.Num(stats.Median(v.floorOver)), ratio(v.jobOver, v.floorOver))
+	fmt.Printf("| CPU s (the binary; the floor's client) | %s | %s | %s |\n", stats.Num(stats.Median(v.jobCPU)), stats.Num(stats.Median(v.floorCPU)), ratio(v.jobCPU, v.floorCPU))
+	fmt.Println()
 }
 
 var saveOutput string
@@ -319,6 +345,9 @@ func jobTable(bin string, runs int, delay time.Duration, sizes string) {
 		}
 		srv.Close()
 		os.RemoveAll(dir)
+		if n == 1000 {
+			vsFloor.jobOver, vsFloor.jobCPU = over, cpu
+		}
 		var ph []string
 		for _, k := range []string{"fetch_ms", "probe_ms", "report_ms", "save_ms"} {
 			ph = append(ph, fmt.Sprintf("%.0f", stats.Median(phases[k])))
