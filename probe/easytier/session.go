@@ -27,11 +27,10 @@ type packetConn interface {
 	close() // clean close (WS Close frame, TCP FIN); never blocks long
 }
 
-// batcher is a packetConn that can send several packets in one write.
-// ready reports whether a whole packet is already buffered, so that the
-// next read returns it without waiting.
+// batcher is a packetConn whose writes wait for flush, which sends them
+// in one write. ready reports whether a whole packet is already
+// buffered, so that the next read returns it without waiting.
 type batcher interface {
-	batch()
 	flush() error
 	ready() bool
 }
@@ -68,6 +67,7 @@ type inbound struct {
 // packet with the conn's read deadline set to when it must next act.
 type session struct {
 	pc     packetConn
+	b      batcher // pc, when its writes wait for flush (tcp); else nil
 	opts   Options
 	obs    *Observation
 	myID   uint32
@@ -78,8 +78,7 @@ type session struct {
 	nodeID     uint32
 	replied    bool
 	sentAt     map[uint32]time.Time // outstanding pings by seq
-	holding    bool                 // writes wait for flush (batcher)
-	heldPings  []uint32             // pings among them (in heldBuf)
+	heldPings  []uint32             // pings written to a batcher, not yet flushed (in heldBuf)
 	heldBuf    [2]uint32
 	nextSeq    uint32
 	merger     wire.Merger
@@ -104,6 +103,7 @@ func newSession(pc packetConn, opts *Options, obs *Observation) *session {
 		digest: wire.Digest(opts.NetworkName, opts.NetworkSecret),
 		sentAt: map[uint32]time.Time{},
 	}
+	s.b, _ = pc.(batcher)
 	s.heldPings = s.heldBuf[:0]
 	s.newIdentity()
 	return s
@@ -180,15 +180,15 @@ func (s *session) run(ctx context.Context) error {
 	// Cancelling ctx wakes the loop's read; the loop sees ctx.Err after
 	// setting each deadline, so a cancel can never be overwritten unseen.
 	defer context.AfterFunc(ctx, func() { _ = s.pc.setReadDeadline(pastDeadline) })()
-	// Where the transport can (tcp), what is sent in answer to the
-	// packets that one read brought, and the ping that falls due with
-	// them, leaves in one write: one syscall and one segment instead of
-	// several, and the node never has two of ours unacknowledged at once
-	// (a loaded node acknowledges late, and the sender's kernel then
-	// retransmits the last segment as a tail-loss probe).
-	b, batching := s.pc.(batcher)
-	if batching {
-		defer func() { _ = s.flush(b) }()
+	// Where the transport can (tcp), writes wait until the session is
+	// about to wait for the node: what it sends in answer to the packets
+	// that one read brought, and the ping that falls due with them, leave
+	// in one write. One syscall and one segment instead of several, and
+	// the node never has two of ours unacknowledged at once (a loaded node
+	// acknowledges late, and the sender's kernel then retransmits the
+	// last segment as a tail-loss probe).
+	if s.b != nil {
+		defer func() { _ = s.flush() }()
 	}
 	for {
 		now := time.Now()
@@ -281,8 +281,8 @@ func (s *session) run(ctx context.Context) error {
 		if hasEnd && ctxEnd.Before(wake) {
 			wake = ctxEnd
 		}
-		if batching && !b.ready() {
-			if err := s.flush(b); err != nil {
+		if s.b != nil && !s.b.ready() {
+			if err := s.flush(); err != nil {
 				return fmt.Errorf("sending: %w", err)
 			}
 		}
@@ -302,10 +302,6 @@ func (s *session) run(ctx context.Context) error {
 			continue // the loop's own wake-up: something is due
 		}
 		in := inbound{pkt: pkt, at: at}
-		if batching {
-			b.batch()
-			s.holding = true
-		}
 		if s.opts.OnRecv != nil {
 			s.opts.OnRecv(in.pkt)
 		}
@@ -331,10 +327,9 @@ func (s *session) run(ctx context.Context) error {
 	}
 }
 
-// flush sends what batching held. A ping it holds is stamped as it
+// flush sends what the batcher holds. A ping among it is stamped as it
 // leaves, so its round trip does not count the time it waited.
-func (s *session) flush(b batcher) error {
-	s.holding = false
+func (s *session) flush() error {
 	if len(s.heldPings) > 0 {
 		now := time.Now()
 		for _, seq := range s.heldPings {
@@ -344,7 +339,7 @@ func (s *session) flush(b batcher) error {
 		}
 		s.heldPings = s.heldPings[:0]
 	}
-	return writeErr(b.flush())
+	return writeErr(s.b.flush())
 }
 
 // The route sync request is repeated at most maxReasks times, reaskEvery
@@ -359,7 +354,7 @@ func (s *session) ping() error {
 	s.nextSeq++
 	s.obs.Sent++
 	s.sentAt[seq] = time.Now()
-	if s.holding {
+	if s.b != nil {
 		s.heldPings = append(s.heldPings, seq)
 	}
 	if err := s.send(wire.TypePing, s.nodeID, wire.AppendPingPayload(s.msgBuf[:0], seq)); err != nil {

@@ -26,8 +26,7 @@ type tcpConn struct {
 	rbuf []byte // rbuf[r:w] is read and not yet returned
 	r, w int
 	at   time.Time // arrival of the data the last read returned
-	buf  []byte    // frames to write; more than one while batching
-	held bool      // batching: write appends, flush sends
+	buf  []byte    // frames written and not yet flushed
 }
 
 // tcpReadBuf is the read buffer's starting size; a larger frame grows it.
@@ -79,23 +78,16 @@ func dialStream(ctx context.Context, addrs []netip.Addr, port int, obs *Observat
 	return nil, fmt.Errorf("dialing %s: %w", obs.Address, lastErr)
 }
 
+// write queues pkt; flush sends what is queued in one syscall. The
+// session flushes before it waits for the node (session.go), so what it
+// sends in answer to one read leaves in one segment.
 func (t *tcpConn) write(pkt []byte) error {
 	t.buf = wire.AppendTCPFrame(t.buf, pkt)
-	if t.held {
-		return nil
-	}
-	return t.flush()
+	return nil
 }
 
-// batch makes writes wait for flush, so that what the session sends in
-// answer to one packet leaves in one segment: the pong to the node's
-// first ping and the route request that follows it cost one syscall
-// instead of two, here and usually in the node's read too.
-func (t *tcpConn) batch() { t.held = true }
-
-// flush sends what batching held, and ends it.
+// flush sends what write queued.
 func (t *tcpConn) flush() error {
-	t.held = false
 	if len(t.buf) == 0 {
 		return nil
 	}
