@@ -159,9 +159,8 @@ func (s *session) run(ctx context.Context) error {
 	obs := s.obs
 	obs.Stage = StageHandshake
 	hsStart := time.Now()
-	hs := wire.AppendHandshake(s.msgBuf[:0], s.myID, s.opts.NetworkName, s.digest)
-	if err := s.send(wire.TypeHandShake, 0, hs); err != nil {
-		return fmt.Errorf("sending handshake: %w", err)
+	if err := s.sendHandshake(); err != nil {
+		return err
 	}
 	hsDeadline := hsStart.Add(s.opts.HandshakeTimeout)
 	rs, canRestart := s.pc.(restarter)
@@ -217,9 +216,8 @@ func (s *session) run(ctx context.Context) error {
 					s.newIdentity()
 					hsStart = time.Now()
 					hsRetryAt = hsStart.Add(hsRetryAfter)
-					hs := wire.AppendHandshake(s.msgBuf[:0], s.myID, s.opts.NetworkName, s.digest)
-					if err := s.send(wire.TypeHandShake, 0, hs); err != nil {
-						return fmt.Errorf("sending handshake: %w", err)
+					if err := s.sendHandshake(); err != nil {
+						return err
 					}
 					continue
 				}
@@ -348,6 +346,15 @@ const (
 	maxReasks  = 2
 	reaskEvery = 500 * time.Millisecond
 )
+
+// sendHandshake sends our handshake, under our current peer id.
+func (s *session) sendHandshake() error {
+	hs := wire.AppendHandshake(s.msgBuf[:0], s.myID, s.opts.NetworkName, s.digest)
+	if err := s.send(wire.TypeHandShake, 0, hs); err != nil {
+		return fmt.Errorf("sending handshake: %w", err)
+	}
+	return nil
+}
 
 func (s *session) ping() error {
 	seq := s.nextSeq
