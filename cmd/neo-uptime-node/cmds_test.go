@@ -60,13 +60,9 @@ func TestProbeCmd_ShowsAUDPRestart(t *testing.T) {
 	f := startFake(t, &easytiertest.Fake{NetworkName: "ops-net", NetworkSecret: "s"})
 	env := func(k string) string { return map[string]string{"NETWORK_SECRET": "s"}[k] }
 	for _, output := range []string{"text", "json"} {
-		relay, err := easytiertest.StartUDPRelay(strings.TrimPrefix(f.UDPURL(), "udp://"), easytiertest.RelayFaults{DropNodeHandshakes: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
+		relay := easytiertest.RelayTo(t, f.UDPURL(), easytiertest.RelayFaults{DropNodeHandshakes: 1})
 		var out, errb bytes.Buffer
 		code := run(context.Background(), []string{"probe", relay.URL(), "--network-name", "ops-net", "--samples", "1", "--output", output}, &out, &errb, env)
-		relay.Close()
 		if code != exitOK {
 			t.Fatalf("%s: exit %d\n%s%s", output, code, out.String(), errb.String())
 		}

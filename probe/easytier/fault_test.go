@@ -338,11 +338,7 @@ func TestProbe_UDPHandshakeLostStartsOver(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			relay, err := easytiertest.StartUDPRelay(strings.TrimPrefix(f.UDPURL(), "udp://"), tc.faults)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer relay.Close()
+			relay := easytiertest.RelayTo(t, f.UDPURL(), tc.faults)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			var sent [][]byte

@@ -257,11 +257,7 @@ func TestConformance_RealNodeUDPHandshakeLost(t *testing.T) {
 		{"reply_lost", easytiertest.RelayFaults{DropNodeHandshakes: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			relay, err := easytiertest.StartUDPRelay(strings.TrimPrefix(node.URL("udp"), "udp://"), tc.faults)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer relay.Close()
+			relay := easytiertest.RelayTo(t, node.URL("udp"), tc.faults)
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
 			var sent [][]byte

@@ -2,7 +2,9 @@ package easytiertest
 
 import (
 	"net"
+	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/neouptime/neo-uptime-node/probe/easytier/wire"
@@ -53,6 +55,19 @@ func StartUDPRelay(upstream string, faults RelayFaults) (*UDPRelay, error) {
 	r.wg.Add(1)
 	go r.serve()
 	return r, nil
+}
+
+// RelayTo starts a relay to the node at udpURL ("udp://host:port") for
+// a test, which it fails if the relay cannot start, and closes the relay
+// when the test ends.
+func RelayTo(t testing.TB, udpURL string, faults RelayFaults) *UDPRelay {
+	t.Helper()
+	r, err := StartUDPRelay(strings.TrimPrefix(udpURL, "udp://"), faults)
+	if err != nil {
+		t.Fatalf("starting the udp relay: %v", err)
+	}
+	t.Cleanup(r.Close)
+	return r
 }
 
 // URL is the relay's udp:// address.
