@@ -11,15 +11,15 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 )
 
 // FileStore keeps the state in one JSON file. Every write goes to a temp
 // file in the same directory, is fsynced, renamed over the old file and the
 // directory fsynced, so a crash at any instant leaves the old or the new
-// file, never a torn one. A sidecar "<path>.lock" file, held with flock for
-// each read-modify-write, serialises processes.
+// file, never a torn one. A sidecar "<path>.lock" file, held with flock
+// (LockFileEx on Windows) for each read-modify-write, serialises
+// processes.
 //
 // The run lease lives in that lock file, not in the state: taking and
 // giving it up then never reads or rewrites the state (a run reads the
@@ -56,12 +56,12 @@ func (f *FileStore) locked(ctx context.Context, fn func(lf *os.File) error) erro
 	}
 	defer lf.Close()
 	for {
-		err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
+		busy, err := tryLock(lf)
+		if err != nil {
 			return fmt.Errorf("locking %s: %w", f.Path, err)
+		}
+		if !busy {
+			break
 		}
 		select {
 		case <-ctx.Done():
@@ -69,7 +69,7 @@ func (f *FileStore) locked(ctx context.Context, fn func(lf *os.File) error) erro
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	defer syscall.Flock(int(lf.Fd()), syscall.LOCK_UN) //nolint:errcheck
+	defer unlock(lf) //nolint:errcheck
 	return fn(lf)
 }
 

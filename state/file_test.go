@@ -21,6 +21,46 @@ func TestFileStore_Conformance(t *testing.T) {
 	})
 }
 
+// TestFileStore_WaitsForTheLock: while another holder has the sidecar
+// lock (another process, or as here another open file), a store waits
+// for it, gives up with its context, and goes on once it is free.
+func TestFileStore_WaitsForTheLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := &FileStore{Path: path}
+	if err := s.Save(context.Background(), "", New()); err != nil {
+		t.Fatal(err)
+	}
+	other, err := os.OpenFile(path+".lock", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if busy, err := tryLock(other); busy || err != nil {
+		t.Fatalf("tryLock on a free lock = %v, %v", busy, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.Load(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Load while another holds the lock = %v, want the deadline", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Load(context.Background())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("Load returned %v while the lock was held", err)
+	case <-time.After(30 * time.Millisecond):
+	}
+	if err := unlock(other); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Load after the lock was freed = %v", err)
+	}
+}
+
 func TestFileStore_RefusesCorruptAndUnknown(t *testing.T) {
 	ctx := context.Background()
 	for name, body := range map[string]string{
