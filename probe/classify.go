@@ -11,10 +11,10 @@ import (
 	"errors"
 	"net"
 	"os"
-	"syscall"
 
 	"github.com/neouptime/neo-uptime-node/probe/easytier"
 	"github.com/neouptime/neo-uptime-node/probe/easytier/wire"
+	"github.com/neouptime/neo-uptime-node/probe/internal/oserr"
 )
 
 // Class is the coarse outcome of one probe.
@@ -63,9 +63,9 @@ func Classify(err error) Class {
 			return ClassTimeout
 		}
 		return ClassDNS
-	case errors.Is(err, syscall.ECONNREFUSED):
+	case oserr.Refused(err):
 		return ClassRefused
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EADDRNOTAVAIL):
+	case oserr.Unreachable(err):
 		return ClassUnreachable
 	case errors.Is(err, easytier.ErrNoPong), errors.Is(err, easytier.ErrHandshakeTimeout),
 		errors.Is(err, easytier.ErrSackTimeout):
@@ -82,7 +82,7 @@ func Classify(err error) Class {
 		return ClassProtocol
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		return ClassTimeout
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+	case oserr.Reset(err):
 		return ClassProtocol
 	}
 	var ne net.Error

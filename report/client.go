@@ -16,7 +16,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -372,8 +371,11 @@ func ErrorClass(err error) string {
 		return "tls"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "refused"
+	}
+	for _, e := range refusedErrnos {
+		if errors.Is(err, e) {
+			return "refused"
+		}
 	}
 	return "network"
 }

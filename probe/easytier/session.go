@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"syscall"
 	"time"
 
 	"github.com/neouptime/neo-uptime-node/probe/easytier/wire"
+	"github.com/neouptime/neo-uptime-node/probe/internal/oserr"
 )
 
 // packetConn carries whole EasyTier packets (header + payload) over one
@@ -148,7 +148,7 @@ func (s *session) sendPacket(pkt []byte) error {
 // it, and readErr classifies it with all that known (a secure-mode node
 // closes right after its handshake reply, a rejecting node after a pong).
 func writeErr(err error) error {
-	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+	if oserr.Reset(err) {
 		return nil
 	}
 	return err
@@ -562,7 +562,7 @@ func (s *session) verdict(acceptedAt time.Time) error {
 // readErr turns a transport read error into the probe's outcome.
 func (s *session) readErr(err error, acceptedAt time.Time) error {
 	closed := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed) || errors.Is(err, errPeerClosed)
+		oserr.Reset(err) || errors.Is(err, net.ErrClosed) || errors.Is(err, errPeerClosed)
 	switch {
 	case !closed:
 		if s.obs.Reason == "" {
