@@ -267,6 +267,9 @@ func runJob(bin, url, dir string, be *jobBackend, peaks bool) jobRun {
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "run failed: %v\n%s\n", err, errb.String())
+		if cmd.ProcessState == nil { // never started: nothing to measure
+			os.Exit(1)
+		}
 	}
 	r := jobRun{wall: time.Since(start), otherCPU: selfCPU() - cpu0, puts: be.puts.Load()}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
