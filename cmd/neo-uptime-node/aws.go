@@ -44,7 +44,7 @@ type InvokeResult struct {
 
 // lambdaMain serves invocations; the job and its clients are built once,
 // at the first invocation, and reused while the sandbox stays warm.
-func lambdaMain(ctx context.Context, cfg *Config, log *slog.Logger) int {
+func lambdaMain(ctx context.Context, cfg *Config, log *slog.Logger, gc *gcFloor) int {
 	var (
 		once   sync.Once
 		job    *Job
@@ -54,7 +54,11 @@ func lambdaMain(ctx context.Context, cfg *Config, log *slog.Logger) int {
 	handler := func(ictx context.Context, raw json.RawMessage) (*InvokeResult, error) {
 		mu.Lock() // one run per sandbox at a time
 		defer mu.Unlock()
-		once.Do(func() { job, jobErr = buildJob(ctx, cfg, log) })
+		once.Do(func() {
+			if job, jobErr = buildJob(ctx, cfg, log); job != nil {
+				job.GC = gc
+			}
+		})
 		if jobErr != nil {
 			return nil, fmt.Errorf("setting up: %w", jobErr)
 		}

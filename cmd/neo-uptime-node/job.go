@@ -68,6 +68,8 @@ type Job struct {
 	// unfinished probes count as unknown, and the report pass and the state
 	// save still run within -report-reserve.
 	Stop <-chan struct{}
+	// GC, if set, is armed as each run starts (gcfloor.go).
+	GC *gcFloor
 }
 
 // ErrNoPeers means neither the backend nor the cache gave a peer list.
@@ -83,6 +85,7 @@ func (j *Job) now() time.Time {
 // Run performs one invocation under ctx (whose deadline, if any, is the
 // scheduler's). It returns the run report; an error means the job failed.
 func (j *Job) Run(ctx context.Context) (*RunReport, error) {
+	j.GC.arm()
 	cfg := j.Cfg
 	start := j.now()
 	rep := &RunReport{StartedAt: start.UTC(), Owner: j.Owner, Phases: map[string]float64{}}

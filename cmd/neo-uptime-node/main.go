@@ -135,14 +135,16 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		fmt.Fprintln(stdout, "configuration ok")
 		return exitOK
 	}
+	gc := newGCFloor(getenv, os.ReadFile)
 	if getenv("AWS_LAMBDA_RUNTIME_API") != "" {
-		return lambdaMain(ctx, cfg, log)
+		return lambdaMain(ctx, cfg, log, gc)
 	}
 	job, err := buildJob(ctx, cfg, log)
 	if err != nil {
 		log.Error("setting up", keyErr, err)
 		return exitFailed
 	}
+	job.GC = gc
 	if every := cfg.loopInterval(); every > 0 {
 		return loop(ctx, job, every, stdout, log)
 	}
