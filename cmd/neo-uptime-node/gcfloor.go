@@ -73,7 +73,8 @@ func memoryBudget(getenv func(string) string, readFile func(string) ([]byte, err
 }
 
 // arm turns collection off up to the floor until the next collection
-// (once / loop / each Lambda invocation calls it as a run starts). A
+// (Job.Run calls it as each run starts: once, in loop mode, or in each
+// Lambda invocation). A
 // cleanup on an object dropped at once runs after that collection and
 // restores GOGC=100 without a limit, unless a later arm has superseded
 // it. A nil floor does nothing.
