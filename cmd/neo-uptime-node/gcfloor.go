@@ -22,11 +22,13 @@ import (
 // as before, from a higher start.
 //
 // The floor is 64 MiB, and at most a quarter of the memory the process
-// is given (Lambda's memory size, a container's cgroup limit), so a
-// small sandbox keeps its headroom. GOGC or GOMEMLIMIT in the
-// environment mean the user has chosen: then nothing is changed.
+// is given (Lambda's memory size, a container's cgroup limit, or
+// GOMEMLIMIT), so a small sandbox keeps its headroom. A GOMEMLIMIT is
+// the limit again after the first collection. GOGC in the environment
+// means the user has chosen the pacing: then nothing is changed.
 type gcFloor struct {
 	bytes int64
+	limit int64 // the memory limit to give back (GOMEMLIMIT, or none)
 	gen   atomic.Int64
 }
 
@@ -36,19 +38,24 @@ const (
 )
 
 // newGCFloor returns the floor for this process, or nil when there is to
-// be none. readFile reads the cgroup's limit (os.ReadFile).
-func newGCFloor(getenv func(string) string, readFile func(string) ([]byte, error)) *gcFloor {
-	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
+// be none. readFile reads the cgroup's limit (os.ReadFile); limit is the
+// runtime's memory limit as it stands (debug.SetMemoryLimit(-1):
+// GOMEMLIMIT, or math.MaxInt64 for none).
+func newGCFloor(getenv func(string) string, readFile func(string) ([]byte, error), limit int64) *gcFloor {
+	if getenv("GOGC") != "" {
 		return nil
 	}
 	floor := int64(gcFloorMax)
 	if budget := memoryBudget(getenv, readFile); budget > 0 {
 		floor = min(floor, budget/4)
 	}
+	if limit < math.MaxInt64 {
+		floor = min(floor, limit/4)
+	}
 	if floor < gcFloorMin {
 		return nil
 	}
-	return &gcFloor{bytes: floor}
+	return &gcFloor{bytes: floor, limit: limit}
 }
 
 // memoryBudget is the memory this process is given, in bytes, or 0 if
@@ -76,8 +83,8 @@ func memoryBudget(getenv func(string) string, readFile func(string) ([]byte, err
 // (Job.Run calls it as each run starts: once, in loop mode, or in each
 // Lambda invocation). A
 // cleanup on an object dropped at once runs after that collection and
-// restores GOGC=100 without a limit, unless a later arm has superseded
-// it. A nil floor does nothing.
+// restores GOGC=100 and the limit there was, unless a later arm has
+// superseded it. A nil floor does nothing.
 func (f *gcFloor) arm() {
 	if f == nil {
 		return
@@ -89,7 +96,7 @@ func (f *gcFloor) arm() {
 	runtime.AddCleanup(sentinel, func(gen int64) {
 		if f.gen.Load() == gen {
 			debug.SetGCPercent(100)
-			debug.SetMemoryLimit(math.MaxInt64)
+			debug.SetMemoryLimit(f.limit)
 		}
 	}, gen)
 }

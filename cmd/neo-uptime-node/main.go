@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -135,7 +136,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		fmt.Fprintln(stdout, "configuration ok")
 		return exitOK
 	}
-	gc := newGCFloor(getenv, os.ReadFile)
+	gc := newGCFloor(getenv, os.ReadFile, debug.SetMemoryLimit(-1))
+	gc.arm() // now, for the set-up too; each run arms it again
 	if getenv("AWS_LAMBDA_RUNTIME_API") != "" {
 		return lambdaMain(ctx, cfg, log, gc)
 	}
