@@ -91,6 +91,11 @@ func StartFake(f *Fake) (*Fake, error) {
 		f.tcp.Close()
 		return nil, err
 	}
+	// One fake stands for hundreds of nodes in some tests, and their
+	// handshakes arrive at once: the default 208 KiB receive buffer
+	// dropped datagrams (UdpRcvbufErrors) with 300 udp probes. Up to
+	// net.core.rmem_max; an error only leaves the default.
+	_ = f.udp.SetReadBuffer(4 << 20)
 	wsl, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(f.ListenIP, "0"))
 	if err != nil {
 		f.tcp.Close()
