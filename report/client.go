@@ -192,16 +192,20 @@ func (c *Client) do(ctx context.Context, op, method, target string, body []byte,
 	eb.MaxElapsedTime = c.elapsed
 	ra := &retryAfter{BackOff: eb}
 	var data json.RawMessage
-	var last error
+	var cause error // the last attempt's error that was not the call's deadline
 	operation := func() error {
 		d, wait, err := c.once(ctx, op, method, target, body, limit)
-		data, ra.next, last = d, wait, err
+		data, ra.next = d, wait
+		if err != nil && ctx.Err() == nil {
+			cause = err
+		}
 		return err
 	}
 	err := backoff.Retry(operation, backoff.WithContext(ra, ctx))
-	if err != nil && ctx.Err() != nil && last != nil && !errors.Is(last, ctx.Err()) {
-		// Out of time while retrying: keep the cause, not just the deadline.
-		return nil, fmt.Errorf("out of time after retries: %w", last)
+	if err != nil && ctx.Err() != nil && cause != nil {
+		// Out of time while retrying: keep the cause, not just the
+		// deadline, also when the deadline cut the last attempt short.
+		return nil, fmt.Errorf("out of time after retries: %w", cause)
 	}
 	return data, err
 }
@@ -227,7 +231,9 @@ func (c *Client) once(ctx context.Context, op, method, target string, body []byt
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		if errors.Is(err, ErrCrossRedirect) {
+		// A redirect off the backend, or a certificate that does not
+		// verify: no retry can mend either within a run.
+		if errors.Is(err, ErrCrossRedirect) || certError(err) {
 			return nil, 0, backoff.Permanent(fmt.Errorf("%s: %w", op, err))
 		}
 		return nil, 0, fmt.Errorf("%s: %w", op, err)
@@ -340,11 +346,8 @@ func ResponseTimeMS(us int64) int64 {
 // refused or network.
 func ErrorClass(err error) string {
 	var (
-		he      *HTTPError
-		certErr *tls.CertificateVerificationError
-		unknown x509.UnknownAuthorityError
-		host    x509.HostnameError
-		ne      net.Error
+		he *HTTPError
+		ne net.Error
 	)
 	switch {
 	case err == nil:
@@ -367,7 +370,7 @@ func ErrorClass(err error) string {
 		return "bad_response"
 	case errors.Is(err, ErrCrossRedirect):
 		return "redirect"
-	case errors.As(err, &certErr), errors.As(err, &unknown), errors.As(err, &host):
+	case certError(err):
 		return "tls"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
@@ -378,4 +381,15 @@ func ErrorClass(err error) string {
 		}
 	}
 	return "network"
+}
+
+// certError reports a server certificate that did not verify.
+func certError(err error) bool {
+	var (
+		certErr *tls.CertificateVerificationError
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+		invalid x509.CertificateInvalidError
+	)
+	return errors.As(err, &certErr) || errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid)
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -276,5 +277,59 @@ func TestClient_BodyOfAnnouncedLength(t *testing.T) {
 	}
 	if _, _, err := small.ListTargets(context.Background(), ""); !errors.Is(err, ErrBodyTooLarge) {
 		t.Errorf("body one byte over the cap: err = %v, want ErrBodyTooLarge", err)
+	}
+}
+
+// TestClient_CertificateFailureIsPermanent: a backend whose certificate
+// does not verify gets one attempt, not retries until the deadline, and
+// the error is classed tls.
+func TestClient_CertificateFailureIsPermanent(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshake errors are expected
+	srv.StartTLS()
+	defer srv.Close()
+	start := time.Now()
+	err := newClient(t, srv.URL).Submit(context.Background(), Status{ID: 1, Status: "online", ResponseTime: 1})
+	if ErrorClass(err) != "tls" {
+		t.Errorf("Submit = %v (class %q), want class tls", err, ErrorClass(err))
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections to a backend whose certificate does not verify, want 1 (no retry)", n)
+	}
+	if time.Since(start) > time.Second {
+		t.Errorf("gave up after %v", time.Since(start))
+	}
+}
+
+// TestClient_OutOfTimeKeepsTheCause: when the deadline cuts a retry
+// short, the error names what failed before it (here a 503), not only
+// the deadline.
+func TestClient_OutOfTimeKeepsTheCause(t *testing.T) {
+	fb := &fakeBackend{handler: func(w http.ResponseWriter, r *http.Request, n int) {
+		if n == 1 {
+			w.WriteHeader(503)
+			return
+		}
+		<-r.Context().Done() // hangs until the client gives up
+	}}
+	srv := httptest.NewServer(fb)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	err := newClient(t, srv.URL).Submit(ctx, Status{ID: 1, Status: "online", ResponseTime: 1})
+	if ErrorClass(err) != "server_error" || !strings.Contains(fmt.Sprint(err), "out of time after retries") {
+		t.Errorf("Submit = %v (class %q), want the 503 kept as the cause", err, ErrorClass(err))
+	}
+	fb.mu.Lock()
+	n := len(fb.reqs)
+	fb.mu.Unlock()
+	if n != 2 {
+		t.Errorf("%d requests, want 2 (the 503, then one cut by the deadline)", n)
 	}
 }
