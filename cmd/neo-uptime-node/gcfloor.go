@@ -81,10 +81,9 @@ func memoryBudget(getenv func(string) string, readFile func(string) ([]byte, err
 
 // arm turns collection off up to the floor until the next collection
 // (Job.Run calls it as each run starts: once, in loop mode, or in each
-// Lambda invocation). A
-// cleanup on an object dropped at once runs after that collection and
-// restores GOGC=100 and the limit there was, unless a later arm has
-// superseded it. A nil floor does nothing.
+// Lambda invocation). A cleanup on an object dropped at once runs after
+// that collection and restores GOGC=100 and the limit there was, unless
+// a later arm has superseded it. A nil floor does nothing.
 func (f *gcFloor) arm() {
 	if f == nil {
 		return
