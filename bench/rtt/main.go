@@ -1,7 +1,8 @@
 // Command rtt measures how true neo-uptime-node's RTT is. A real EasyTier
 // node (easytier-pyo3) sits behind a user-space delaying proxy — Shopify's
 // toxiproxy (its Go module, with a latency toxic of ours that does not
-// oversleep: precise.go) for tcp and ws, a small delaying relay for udp —
+// oversleep: precise.go) for tcp, ws and wss (TLS passes through it as
+// bytes), a small delaying relay for udp —
 // and each probe's figure is compared with the injected truth (delay plus
 // the loopback baseline: our figure through the same proxy with a small
 // delay, less that delay, so that the proxy's own wake-up is left out of
@@ -41,7 +42,7 @@ const (
 func main() {
 	runs := flag.Int("runs", 3, "runs per case")
 	samples := flag.Int("samples", 10, "pings per probe")
-	transports := flag.String("transports", "tcp,ws,udp", "transports to measure")
+	transports := flag.String("transports", "tcp,ws,wss,udp", "transports to measure")
 	only := flag.String("cases", "", "only the cases whose name starts with one of these (comma-separated), e.g. \"50 ms\"")
 	withLegs := flag.Bool("legs", false, "udp: print each case's round trips split into legs on stderr (legs.go)")
 	flag.Parse()
@@ -84,10 +85,9 @@ func main() {
 	fmt.Println("| transport | case | truth ms | echo ms | ours ms | node's ms | our error ms | node's error ms | our error vs echo ms | target 0.3 ms + 1 % (vs truth / vs echo) | ours ≤ node's + 0.05 ms |")
 	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|:---:|")
 	for _, tr := range strings.Split(*transports, ",") {
-		upstream := fmt.Sprintf("127.0.0.1:%d", port)
-		if tr == "ws" {
-			upstream = fmt.Sprintf("127.0.0.1:%d", port+1)
-		}
+		// The node listens on tcp and udp at port, ws at port+1 and
+		// wss at port+2 (etnode.py).
+		upstream := fmt.Sprintf("127.0.0.1:%d", port+map[string]int{"ws": 1, "wss": 2}[tr])
 		var proxyAddr, echoAddr string
 		var setDelay func(delayMS, jitterMS int, loss float64)
 		if tr == "udp" {
@@ -130,7 +130,7 @@ func main() {
 			}
 		}
 		url := tr + "://" + proxyAddr
-		if tr == "ws" {
+		if strings.HasPrefix(tr, "ws") {
 			url += "/"
 		}
 		// The baseline is taken through a small delay rather than none:
