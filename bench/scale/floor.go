@@ -12,7 +12,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/neouptime/neo-uptime-node/probe/easytier/easytiertest"
 )
 
 // The floor: what the job's own traffic costs on this machine with no
@@ -112,7 +115,7 @@ func floorServeConn(c net.Conn, delay time.Duration) {
 
 // floorClient is the client half, run in a child process: n concurrent
 // exchanges, then the report pass. It prints its own wall time, the slowest
-// ping's round trip (read time − write time) and its CPU, in seconds.
+// ping's round trip (floorExchange) and its CPU, in seconds.
 func floorClient(addrs []string, backend string, n int) {
 	cpu0 := selfCPU()
 	start := time.Now()
@@ -168,7 +171,9 @@ func floorClient(addrs []string, backend string, n int) {
 }
 
 // floorExchange is one probe-shaped exchange; it returns the ping's round
-// trip.
+// trip, timed as the prober times it: from just before the ping's write to
+// the kernel's receive stamp of the pong (a read time would add the wait
+// for a goroutine to run, which with a thousand of them is most of it).
 func floorExchange(addr string) (time.Duration, error) {
 	d := net.Dialer{KeepAlive: -1}
 	c, err := d.Dial("tcp", addr)
@@ -183,6 +188,10 @@ func floorExchange(addr string) (time.Duration, error) {
 		_, err := c.Write(b)
 		return err
 	}
+	r, err := newStampedMsgs(c.(*net.TCPConn))
+	if err != nil {
+		return 0, err
+	}
 	if err := send(fHandshake); err != nil {
 		return 0, err
 	}
@@ -191,7 +200,8 @@ func floorExchange(addr string) (time.Duration, error) {
 	var asked, pushed bool
 	b := make([]byte, floorMsg)
 	for rtt == 0 || !pushed {
-		if _, err := io.ReadFull(c, b); err != nil {
+		at, err := r.next(b)
+		if err != nil {
 			return 0, err
 		}
 		switch b[0] {
@@ -207,13 +217,72 @@ func floorExchange(addr string) (time.Duration, error) {
 			pushed = true
 			err = send(fAck)
 		case fPong:
-			rtt = time.Since(pingAt)
+			rtt = at.Sub(pingAt)
 		}
 		if err != nil {
 			return 0, err
 		}
 	}
 	return rtt, nil
+}
+
+// stampedMsgs reads the floor's messages in reads of up to 512 bytes, as
+// the prober's session does, each message with the arrival of the read
+// that completed it (the kernel stamps a read with its last segment's).
+type stampedMsgs struct {
+	rc     syscall.RawConn
+	recv   func(fd uintptr) bool // bound once: no closure per read
+	buf    [512]byte
+	have   int
+	oob    [easytiertest.RxStampOOBSize]byte
+	n      int
+	oobn   int
+	rerr   error
+	lastAt time.Time // arrival of the last read
+}
+
+func newStampedMsgs(c *net.TCPConn) (*stampedMsgs, error) {
+	easytiertest.EnableRxStamps(c)
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	s := &stampedMsgs{rc: rc}
+	s.recv = func(fd uintptr) bool {
+		for {
+			s.n, s.oobn, _, _, s.rerr = syscall.Recvmsg(int(fd), s.buf[s.have:], s.oob[:], 0)
+			if s.rerr != syscall.EINTR {
+				return s.rerr != syscall.EAGAIN
+			}
+		}
+	}
+	return s, nil
+}
+
+// next copies the next message into msg and says when it arrived.
+func (s *stampedMsgs) next(msg []byte) (time.Time, error) {
+	var at time.Time
+	for s.have < floorMsg {
+		err := s.rc.Read(s.recv)
+		if err == nil {
+			err = s.rerr
+		}
+		if err == nil && s.n == 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return time.Time{}, err
+		}
+		s.have += s.n
+		at = easytiertest.RxArrival(s.oob[:s.oobn])
+	}
+	if at.IsZero() { // already read with an earlier message
+		at = s.lastAt
+	}
+	s.lastAt = at
+	copy(msg, s.buf[:floorMsg])
+	s.have = copy(s.buf[:], s.buf[floorMsg:s.have])
+	return at, nil
 }
 
 func floorTable(runs int, delay time.Duration) {
