@@ -67,7 +67,7 @@ func newPeerResult(p report.Peer, r probe.Result) PeerResult {
 	minUS, maxUS, sd, loss := o.Stats()
 	pr := PeerResult{ID: p.ID, Name: p.Name, Target: r.Target.URL, Class: string(r.Class), Reason: r.Reason,
 		Mode: o.Mode, LatencyUS: o.LatencyUS(), MinUS: minUS, MaxUS: maxUS, StdDevUS: math.Round(sd*10) / 10,
-		Loss: loss, SamplesUS: o.SamplesUS, Timings: o.Timings, Resent: o.HandshakeResent, DurMS: ms(r.Duration)}
+		Loss: loss, SamplesUS: o.SamplesUS, Timings: o.Timings.US(), Resent: o.HandshakeResent, DurMS: ms(r.Duration)}
 	if r.Err != nil {
 		pr.Error, pr.Stage = r.Err.Error(), o.Stage
 		if i := strings.IndexByte(pr.Error, '\n'); i >= 0 {

@@ -75,16 +75,25 @@ type Timings struct {
 	Handshake time.Duration
 }
 
-// MarshalJSON writes every stage in whole microseconds.
-func (t Timings) MarshalJSON() ([]byte, error) {
-	return json.Marshal(map[string]int64{
-		"dns_us":       t.DNS.Microseconds(),
-		"connect_us":   t.Connect.Microseconds(),
-		"tls_us":       t.TLS.Microseconds(),
-		"upgrade_us":   t.Upgrade.Microseconds(),
-		"handshake_us": t.Handshake.Microseconds(),
-	})
+// TimingsUS are the Timings in whole microseconds, as JSON writes them.
+type TimingsUS struct {
+	ConnectUS   int64 `json:"connect_us"`
+	DNSUS       int64 `json:"dns_us"`
+	HandshakeUS int64 `json:"handshake_us"`
+	TLSUS       int64 `json:"tls_us"`
+	UpgradeUS   int64 `json:"upgrade_us"`
 }
+
+// US gives the stages in whole microseconds.
+func (t Timings) US() TimingsUS {
+	return TimingsUS{ConnectUS: t.Connect.Microseconds(), DNSUS: t.DNS.Microseconds(), HandshakeUS: t.Handshake.Microseconds(),
+		TLSUS: t.TLS.Microseconds(), UpgradeUS: t.Upgrade.Microseconds()}
+}
+
+// MarshalJSON writes every stage in whole microseconds (TimingsUS). A
+// report of many peers should hold TimingsUS itself: encoding/json checks
+// and copies what a MarshalJSON returns.
+func (t Timings) MarshalJSON() ([]byte, error) { return json.Marshal(t.US()) }
 
 // NodeInfo is what the node's route push told us about itself.
 type NodeInfo struct {

@@ -1,6 +1,10 @@
 package easytier
 
-import "testing"
+import (
+	"encoding/json"
+	"testing"
+	"time"
+)
 
 func TestLatencyUS_LeavesOutTheFirstSampleWhenOthersCameBack(t *testing.T) {
 	many := make([]int64, 20)
@@ -22,6 +26,17 @@ func TestLatencyUS_LeavesOutTheFirstSampleWhenOthersCameBack(t *testing.T) {
 		o := Observation{SamplesUS: tc.samples}
 		if got := o.LatencyUS(); got != tc.want {
 			t.Errorf("%s: LatencyUS(%v) = %d, want %d", tc.name, tc.samples, got, tc.want)
+		}
+	}
+}
+
+func TestTimings_JSONInWholeMicroseconds(t *testing.T) {
+	tm := Timings{DNS: 1500 * time.Nanosecond, Connect: 2 * time.Millisecond, TLS: 0, Upgrade: 999 * time.Nanosecond, Handshake: 3*time.Millisecond + 1700*time.Nanosecond}
+	const want = `{"connect_us":2000,"dns_us":1,"handshake_us":3001,"tls_us":0,"upgrade_us":0}`
+	for name, v := range map[string]any{"Timings": tm, "TimingsUS": tm.US()} {
+		b, err := json.Marshal(v)
+		if err != nil || string(b) != want {
+			t.Errorf("%s: %s, %v; want %s", name, b, err, want)
 		}
 	}
 }
