@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -117,6 +118,12 @@ func floorServeConn(c net.Conn, delay time.Duration) {
 // exchanges, then the report pass. It prints its own wall time, the slowest
 // ping's round trip (floorExchange) and its CPU, in seconds.
 func floorClient(addrs []string, backend string, n int) {
+	if path := os.Getenv("FLOOR_CPUPROFILE"); path != "" { // to hold against the binary's NEO_DEBUG_CPUPROFILE
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
 	cpu0 := selfCPU()
 	start := time.Now()
 	var wg sync.WaitGroup

@@ -16,7 +16,9 @@
 //     timings;
 //   - floor: the job's traffic alone, 1,000 bare TCP exchanges with a
 //     probe's messages, each followed by its HTTP PUT (floor.go), what the
-//     machine allows before any EasyTier work;
+//     machine allows before any EasyTier work (FLOOR_CPUPROFILE=file
+//     makes its client write a CPU profile there, to hold against the
+//     binary's);
 //   - report: the report pass alone, 10000 reports to a loopback backend.
 //
 // Each figure is the median of -runs runs with its min–max spread.
