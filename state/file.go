@@ -112,7 +112,7 @@ func (f *FileStore) read() (*State, error) {
 		return nil, fmt.Errorf("reading state %s: %w", f.Path, err)
 	}
 	st := &State{}
-	if err := json.Unmarshal(b, st); err != nil {
+	if err := decodeState(b, st); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v (the file is kept; move it away to start afresh)", ErrCorrupt, f.Path, err)
 	}
 	if err := st.check(); err != nil {
@@ -127,7 +127,7 @@ func (f *FileStore) read() (*State, error) {
 func (f *FileStore) write(st *State) error {
 	next := *st
 	next.Schema, next.Version, next.SavedAt, next.Lease = Schema, Version, f.now().UTC(), Lease{}
-	b, err := json.Marshal(&next)
+	b, err := marshalState(&next)
 	if err != nil {
 		return err
 	}
