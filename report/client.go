@@ -170,6 +170,17 @@ type envelope struct {
 	Data    json.RawMessage `json:"data"`
 }
 
+// decodeEnvelope is json.Unmarshal(raw, &env), quicker for the usual
+// shape (fastEnvelope).
+func decodeEnvelope(raw []byte) (envelope, error) {
+	if env, ok := fastEnvelope(raw); ok {
+		return env, nil
+	}
+	var env envelope
+	err := json.Unmarshal(raw, &env)
+	return env, err
+}
+
 // retryAfter carries a server's Retry-After into the backoff schedule.
 type retryAfter struct {
 	backoff.BackOff
@@ -246,8 +257,7 @@ func (c *Client) once(ctx context.Context, op, method, target string, body []byt
 	if int64(len(raw)) > limit {
 		return nil, 0, backoff.Permanent(fmt.Errorf("%s: %w (over %d bytes)", op, ErrBodyTooLarge, limit))
 	}
-	var env envelope
-	envErr := json.Unmarshal(raw, &env)
+	env, envErr := decodeEnvelope(raw)
 	if resp.StatusCode/100 != 2 {
 		he := &HTTPError{Op: op, Status: resp.StatusCode}
 		if envErr == nil {

@@ -100,3 +100,104 @@ func FuzzPlainValues_MatchEncodingJSON(f *testing.F) {
 		}
 	})
 }
+
+// fastSeeds are bodies for the fast-path fuzz targets: the testdata
+// lists and shapes each path must leave to encoding/json or read alike.
+func fastSeeds(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "peers_*.json"))
+	for _, p := range files {
+		b, _ := os.ReadFile(p)
+		f.Add(b)
+	}
+	for _, s := range []string{
+		`{"code":200,"message":"Success"}`,
+		` { "message" : "x" , "code" : -0 , "data" : null } `,
+		`{"code":200,"Code":500,"data":{"peers":[{"id":1,"ID":2,"host":"a"}]}}`,
+		`{"code":2e2,"message":"a\u00e9","data":{"peers":null,"x":[1,{"y":"\ud800"}]}}`,
+		`{"code":200,"data":{"peers":[{"id":1,"id":2}],"peers":[]}}`,
+		`{"code":200,"data":{"peers":[{"id":1,"host":"a","port":11010,"extra":{"a":[true,false,null,-1.5e+3]}}]}}`,
+		`{"data":{"peers":[null,{"id":1}]}}`,
+		"{\"message\":\"\xff\",\"data\":{\"peers\":[{\"n\\u0061me\":\"x\"}]}}",
+	} {
+		f.Add([]byte(s))
+	}
+}
+
+// FuzzFastEnvelope: what fastEnvelope takes, json.Unmarshal reads alike.
+func FuzzFastEnvelope(f *testing.F) {
+	fastSeeds(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, ok := fastEnvelope(raw)
+		if !ok {
+			return
+		}
+		var want envelope
+		if err := json.Unmarshal(raw, &want); err != nil {
+			t.Fatalf("fastEnvelope took what json.Unmarshal refuses (%v): %q", err, raw)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q:\nfast %+v\njson %+v", raw, got, want)
+		}
+	})
+}
+
+// FuzzFastPeers: what fastPeers takes, json.Unmarshal reads alike, and
+// parsePeers ends as it does through encoding/json.
+func FuzzFastPeers(f *testing.F) {
+	fastSeeds(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var env envelope
+		if json.Unmarshal(body, &env) != nil {
+			env.Data = body // the fuzzer's bytes as data themselves
+		}
+		got, ok := fastPeers(env.Data)
+		if !ok {
+			return
+		}
+		var want struct {
+			Peers []wirePeer `json:"peers"`
+		}
+		if err := json.Unmarshal(env.Data, &want); err != nil {
+			t.Fatalf("fastPeers took what json.Unmarshal refuses (%v): %q", err, env.Data)
+		}
+		if !reflect.DeepEqual(got, want.Peers) {
+			t.Fatalf("%q:\nfast %+v\njson %+v", env.Data, got, want.Peers)
+		}
+		p1, w1, err1 := parsePeers(env.Data)
+		p2, w2, err2 := parsePeersJSON(env.Data)
+		if (err1 == nil) != (err2 == nil) || !reflect.DeepEqual(p1, p2) || !reflect.DeepEqual(w1, w2) {
+			t.Fatalf("parsePeers: %+v %q %v\nthrough json: %+v %q %v", p1, w1, err1, p2, w2, err2)
+		}
+	})
+}
+
+// The fast paths must take the usual shapes (or FuzzFast* test nothing)
+// and leave the unusual ones to encoding/json.
+func TestFastPaths_TakeTheUsualShapeOnly(t *testing.T) {
+	body, err := os.ReadFile(filepath.Join("testdata", "peers_basic.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, ok := fastEnvelope(body)
+	if !ok || env.Code == nil || *env.Code != 200 {
+		t.Fatalf("fastEnvelope(peers_basic.json) = %+v, %v", env, ok)
+	}
+	if ps, ok := fastPeers(env.Data); !ok || len(ps) == 0 {
+		t.Fatalf("fastPeers(peers_basic.json data) = %d peers, %v", len(ps), ok)
+	}
+	for _, s := range []string{`{"code":200,"message":"Success"}`, "{\n \"code\": 200,\n \"data\": {\"peers\": []}\n}\n"} {
+		if _, ok := fastEnvelope([]byte(s)); !ok {
+			t.Errorf("fastEnvelope refused %s", s)
+		}
+	}
+	for _, s := range []string{`{"Code":200}`, `{"code":200,"code":200}`, `{"code":2e2}`, `{"message":"a\nb"}`, `{"c\u006fde":1}`, `{"code":200}x`} {
+		if _, ok := fastEnvelope([]byte(s)); ok {
+			t.Errorf("fastEnvelope took %s", s)
+		}
+	}
+	for _, s := range []string{`{"peers":[null]}`, `{"peers":[{"ID":1}]}`, `{"peers":[{"id":1,"id":1}]}`, `{"Peers":[]}`, `{"peers":[],"peers":[]}`, `{"peers":{}}`} {
+		if _, ok := fastPeers([]byte(s)); ok {
+			t.Errorf("fastPeers took %s", s)
+		}
+	}
+}
