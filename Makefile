@@ -74,7 +74,7 @@ fuzz: ## fuzz every target for FUZZTIME each (e.g. make fuzz FUZZTIME=2h)
 	done
 
 fuzz-smoke: ## fuzz every target briefly (CI; a count, not a duration: short -fuzztime durations can end in a spurious "context deadline exceeded")
-	$(MAKE) fuzz FUZZTIME=200000x
+	$(MAKE) fuzz FUZZTIME=100000x
 
 bench: build ## run the benchmarks and print/append tables under bench/results
 	./bench/run.sh
