@@ -21,13 +21,18 @@ func TestHelperFakeNode(t *testing.T) {
 	if os.Getenv(fakeNodeEnv) != "1" {
 		t.Skip("helper process for TestRunner_ProbeStackStaysSmall")
 	}
-	f, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n", NetworkSecret: "s",
-		Delay: 500 * time.Millisecond, ListenIP: "127.0.0.1", Encrypt: "aes-gcm", Foreign: []string{"x"}})
-	if err != nil {
-		t.Fatal(err)
+	start := func(tls bool) *easytiertest.Fake {
+		f, err := easytiertest.StartFake(&easytiertest.Fake{NetworkName: "n", NetworkSecret: "s",
+			Delay: 500 * time.Millisecond, ListenIP: "127.0.0.1", Encrypt: "aes-gcm", Foreign: []string{"x"}, TLS: tls})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
 	}
+	f, fs := start(false), start(true)
 	defer f.Close()
-	os.Stdout.WriteString(f.TCPURL() + " " + f.UDPURL() + " " + f.WSURL() + "\n")
+	defer fs.Close()
+	os.Stdout.WriteString(f.TCPURL() + " " + f.UDPURL() + " " + f.WSURL() + " " + fs.WSURL() + "\n")
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n') // until the parent is done
 }
 
@@ -63,16 +68,16 @@ func TestRunner_ProbeStackStaysSmall(t *testing.T) {
 		t.Fatalf("fake node: %v", err)
 	}
 	urls := strings.Fields(line)
-	// tcp's bound is the point of this test; udp and ws are held to what
-	// they measured (udp 8.1 KiB, ws 12.3–12.8 with its reading
-	// goroutine beside the session's), with room, so that they do not
-	// grow unnoticed either.
+	// tcp's bound is the point of this test; udp, ws and wss are held to
+	// what they measured (udp 8.1 KiB, ws 12.3–13.0 with its reading
+	// goroutine beside the session's, wss 19–28 with the TLS handshake's
+	// depth on top), with room, so that they do not grow unnoticed either.
 	const n = 300
 	for i, c := range []struct {
 		transport string
 		maxKiB    float64
 		mayFail   int // udp may lose a datagram at the fake's socket with n probes at once
-	}{{"tcp", 12, 0}, {"udp", 12, n / 20}, {"ws", 20, 0}} {
+	}{{"tcp", 12, 0}, {"udp", 12, n / 20}, {"ws", 20, 0}, {"wss", 40, 0}} {
 		t.Run(c.transport, func(t *testing.T) { probeStacks(t, n, urls[i], c.maxKiB, c.mayFail) })
 	}
 }
