@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -141,7 +142,7 @@ func (s *scanner) object() bool {
 }
 
 func (s *scanner) lit(l string) bool {
-	if strings.HasPrefix(string(s.b[s.i:]), l) {
+	if len(s.b)-s.i >= len(l) && string(s.b[s.i:s.i+len(l)]) == l {
 		s.i += len(l)
 		return true
 	}
@@ -278,7 +279,7 @@ func fastEnvelope(raw []byte) (env envelope, ok bool) {
 					return env, false
 				}
 				body := v[1 : len(v)-1]
-				if strings.IndexByte(string(body), '\\') >= 0 || !utf8.Valid(body) {
+				if bytes.IndexByte(body, '\\') >= 0 || !utf8.Valid(body) {
 					return env, false
 				}
 				env.Message = string(body)
