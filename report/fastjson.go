@@ -235,178 +235,160 @@ func folds(key []byte, names ...string) bool {
 	return false
 }
 
+// members reads an object, calling member for each key; member reads the
+// value and says whether to go on.
+func (s *scanner) members(member func(key []byte) bool) bool {
+	if !s.eat('{') {
+		return false
+	}
+	if s.eat('}') {
+		return true
+	}
+	for {
+		k, ok := s.key()
+		if !ok || !member(k) {
+			return false
+		}
+		if s.eat('}') {
+			return true
+		}
+		if !s.eat(',') {
+			return false
+		}
+	}
+}
+
+// once says whether field i is seen for the first time, and marks it.
+func once(seen []bool, i int) bool {
+	if seen[i] {
+		return false
+	}
+	seen[i] = true
+	return true
+}
+
 // fastEnvelope reads a response envelope as json.Unmarshal into an
 // envelope would, its data left in place in raw.
 func fastEnvelope(raw []byte) (env envelope, ok bool) {
 	s := scanner{b: raw}
-	if !s.eat('{') {
-		return env, false
-	}
-	var seen [3]bool
-	for first := true; ; first = false {
-		if first && s.eat('}') {
-			break
-		}
-		k, ok := s.key()
-		if !ok {
-			return env, false
-		}
+	seen := make([]bool, 3)
+	ok = s.members(func(k []byte) bool {
 		v, ok := s.value()
 		if !ok {
-			return env, false
+			return false
 		}
 		switch string(k) {
 		case "code":
-			if seen[0] {
-				return env, false
+			if !once(seen, 0) {
+				return false
 			}
-			seen[0] = true
 			if string(v) != "null" {
 				n, err := strconv.ParseInt(string(v), 10, strconv.IntSize)
-				if err != nil || v[0] == '+' {
-					return env, false
+				if err != nil {
+					return false
 				}
 				c := int(n)
 				env.Code = &c
 			}
 		case "message":
-			if seen[1] {
-				return env, false
+			if !once(seen, 1) {
+				return false
 			}
-			seen[1] = true
 			if string(v) != "null" {
 				if v[0] != '"' {
-					return env, false
+					return false
 				}
 				body := v[1 : len(v)-1]
 				if bytes.IndexByte(body, '\\') >= 0 || !utf8.Valid(body) {
-					return env, false
+					return false
 				}
 				env.Message = string(body)
 			}
 		case "data":
-			if seen[2] {
-				return env, false
+			if !once(seen, 2) {
+				return false
 			}
-			seen[2] = true
 			env.Data = json.RawMessage(v)
 		default:
-			if folds(k, "code", "message", "data") {
-				return env, false
-			}
+			return !folds(k, "code", "message", "data")
 		}
-		if s.eat('}') {
-			break
-		}
-		if !s.eat(',') {
-			return env, false
-		}
-	}
-	return env, s.end()
+		return true
+	})
+	return env, ok && s.end()
 }
 
 // fastPeers reads the data of GET /peers as json.Unmarshal into
 // struct{ Peers []wirePeer } would, each field left in place in data.
 func fastPeers(data []byte) (peers []wirePeer, ok bool) {
 	s := scanner{b: data}
-	if !s.eat('{') {
-		return nil, false
-	}
-	seen := false
-	for first := true; ; first = false {
-		if first && s.eat('}') {
-			break
-		}
-		k, ok := s.key()
-		if !ok {
-			return nil, false
-		}
+	seen := make([]bool, 1)
+	ok = s.members(func(k []byte) bool {
 		switch {
-		case string(k) == "peers" && !seen:
-			seen = true
+		case string(k) == "peers":
+			if !once(seen, 0) {
+				return false
+			}
 			if s.ws() == 'n' {
-				if !s.lit("null") {
-					return nil, false
-				}
 				peers = nil
-				break
+				return s.lit("null")
 			}
 			if !s.eat('[') {
-				return nil, false
+				return false
 			}
 			peers = []wirePeer{}
-			for pfirst := true; ; pfirst = false {
-				if pfirst && s.eat(']') {
-					break
-				}
+			if s.eat(']') {
+				return true
+			}
+			for {
 				w, ok := s.peer()
 				if !ok {
-					return nil, false
+					return false
 				}
 				peers = append(peers, w)
 				if s.eat(']') {
-					break
+					return true
 				}
 				if !s.eat(',') {
-					return nil, false
+					return false
 				}
 			}
 		case folds(k, "peers"):
-			return nil, false
-		default:
-			if _, ok := s.value(); !ok {
-				return nil, false
-			}
+			return false
 		}
-		if s.eat('}') {
-			break
-		}
-		if !s.eat(',') {
-			return nil, false
-		}
+		_, ok := s.value()
+		return ok
+	})
+	if !ok || !s.end() {
+		return nil, false
 	}
-	return peers, s.end()
+	return peers, true
 }
 
 // peer reads one entry of the list, which must be an object.
 func (s *scanner) peer() (w wirePeer, ok bool) {
-	if !s.eat('{') {
-		return w, false
-	}
 	fields := [...]struct {
 		name string
 		v    *json.RawMessage
 	}{{"id", &w.ID}, {"name", &w.Name}, {"host", &w.Host}, {"port", &w.Port}, {"protocol", &w.Protocol},
 		{"network_name", &w.NetworkName}, {"network_secret", &w.NetworkSecret}, {"public_ip", &w.PublicIP}}
-	for first := true; ; first = false {
-		if first && s.eat('}') {
-			return w, true
-		}
-		k, ok := s.key()
-		if !ok {
-			return w, false
-		}
+	ok = s.members(func(k []byte) bool {
 		v, ok := s.value()
 		if !ok {
-			return w, false
+			return false
 		}
 		for _, f := range fields {
 			if string(k) == f.name {
 				if *f.v != nil {
-					return w, false // repeated
+					return false // repeated
 				}
 				*f.v = v
-				break
+				return true
 			}
 			if strings.EqualFold(string(k), f.name) {
-				return w, false
+				return false
 			}
 		}
-		if s.eat('}') {
-			return w, true
-		}
-		if !s.eat(',') {
-			return w, false
-		}
-	}
+		return true
+	})
+	return w, ok
 }
