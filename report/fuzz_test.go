@@ -8,14 +8,19 @@ import (
 	"testing"
 )
 
-// FuzzParsePeers feeds arbitrary bodies to the peer-list decoder: it must
-// never panic, and every peer it keeps must be probe-able.
-func FuzzParsePeers(f *testing.F) {
+// addPeerFiles seeds f with the peer lists in testdata.
+func addPeerFiles(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "peers_*.json"))
 	for _, p := range files {
 		b, _ := os.ReadFile(p)
 		f.Add(b)
 	}
+}
+
+// FuzzParsePeers feeds arbitrary bodies to the peer-list decoder: it must
+// never panic, and every peer it keeps must be probe-able.
+func FuzzParsePeers(f *testing.F) {
+	addPeerFiles(f)
 	f.Add([]byte(`{"code":200,"data":{"peers":[{"id":1e300,"host":"::"}]}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var env envelope
@@ -45,11 +50,7 @@ func FuzzParsePeers(f *testing.F) {
 // The one-decode path of parsePeers must keep, skip and word exactly what
 // the entry-by-entry path does.
 func FuzzParsePeers_OneDecodeMatchesEach(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "peers_*.json"))
-	for _, p := range files {
-		b, _ := os.ReadFile(p)
-		f.Add(b)
-	}
+	addPeerFiles(f)
 	for _, s := range []string{
 		`{"data":{"peers":[{"id":1,"host":"a","port":11010},{"id":1,"host":"b"},{"id":"2","host":"c"},{"id":null,"host":"d"}]}}`,
 		`{"data":{"peers":[{"id":3,"host":"a","port":65536},{"id":4,"host":"a","port":1.5},{"id":5,"host":"a\u00e9","name":"x\ty"},null]}}`,
@@ -104,11 +105,7 @@ func FuzzPlainValues_MatchEncodingJSON(f *testing.F) {
 // fastSeeds are bodies for the fast-path fuzz targets: the testdata
 // lists and shapes each path must leave to encoding/json or read alike.
 func fastSeeds(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "peers_*.json"))
-	for _, p := range files {
-		b, _ := os.ReadFile(p)
-		f.Add(b)
-	}
+	addPeerFiles(f)
 	for _, s := range []string{
 		`{"code":200,"message":"Success"}`,
 		` { "message" : "x" , "code" : -0 , "data" : null } `,
