@@ -104,15 +104,17 @@ func (s *scanner) value() ([]byte, bool) {
 	return s.b[start:s.i], true
 }
 
-func (s *scanner) array() bool {
-	if s.eat(']') {
+// seq reads what follows an opening bracket up to close: nothing, or
+// items separated by commas, each read by item.
+func (s *scanner) seq(close byte, item func() bool) bool {
+	if s.eat(close) {
 		return true
 	}
 	for {
-		if _, ok := s.value(); !ok {
+		if !item() {
 			return false
 		}
-		if s.eat(']') {
+		if s.eat(close) {
 			return true
 		}
 		if !s.eat(',') {
@@ -121,24 +123,21 @@ func (s *scanner) array() bool {
 	}
 }
 
+func (s *scanner) array() bool {
+	return s.seq(']', func() bool {
+		_, ok := s.value()
+		return ok
+	})
+}
+
 func (s *scanner) object() bool {
-	if s.eat('}') {
-		return true
-	}
-	for {
+	return s.seq('}', func() bool {
 		if s.ws() != '"' || !s.str() || !s.eat(':') {
 			return false
 		}
-		if _, ok := s.value(); !ok {
-			return false
-		}
-		if s.eat('}') {
-			return true
-		}
-		if !s.eat(',') {
-			return false
-		}
-	}
+		_, ok := s.value()
+		return ok
+	})
 }
 
 func (s *scanner) lit(l string) bool {
@@ -238,24 +237,10 @@ func folds(key []byte, names ...string) bool {
 // members reads an object, calling member for each key; member reads the
 // value and says whether to go on.
 func (s *scanner) members(member func(key []byte) bool) bool {
-	if !s.eat('{') {
-		return false
-	}
-	if s.eat('}') {
-		return true
-	}
-	for {
+	return s.eat('{') && s.seq('}', func() bool {
 		k, ok := s.key()
-		if !ok || !member(k) {
-			return false
-		}
-		if s.eat('}') {
-			return true
-		}
-		if !s.eat(',') {
-			return false
-		}
-	}
+		return ok && member(k)
+	})
 }
 
 // once says whether field i is seen for the first time, and marks it.
@@ -336,22 +321,13 @@ func fastPeers(data []byte) (peers []wirePeer, ok bool) {
 				return false
 			}
 			peers = []wirePeer{}
-			if s.eat(']') {
-				return true
-			}
-			for {
+			return s.seq(']', func() bool {
 				w, ok := s.peer()
-				if !ok {
-					return false
+				if ok {
+					peers = append(peers, w)
 				}
-				peers = append(peers, w)
-				if s.eat(']') {
-					return true
-				}
-				if !s.eat(',') {
-					return false
-				}
-			}
+				return ok
+			})
 		case folds(k, "peers"):
 			return false
 		}

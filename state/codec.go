@@ -308,14 +308,8 @@ func (p *parser) literal(s string) bool {
 // value); seen keeps a field from being read twice: bit n is field n,
 // which field returns (or -1 to fail).
 func (p *parser) fields(field func(key []byte) int) bool {
-	if !p.eat('{') {
-		return false
-	}
-	if p.eat('}') {
-		return true
-	}
 	var seen uint32
-	for {
+	return p.eat('{') && p.seq('}', func() bool {
 		key, ok := p.rawString()
 		if !ok || !p.eat(':') {
 			return false
@@ -325,7 +319,21 @@ func (p *parser) fields(field func(key []byte) int) bool {
 			return false
 		}
 		seen |= 1 << n
-		if p.eat('}') {
+		return true
+	})
+}
+
+// seq reads what follows an opening bracket up to close: nothing, or
+// items separated by commas, each read by item.
+func (p *parser) seq(close byte, item func() bool) bool {
+	if p.eat(close) {
+		return true
+	}
+	for {
+		if !item() {
+			return false
+		}
+		if p.eat(close) {
 			return true
 		}
 		if !p.eat(',') {
@@ -397,23 +405,18 @@ func (p *parser) peers(out *[]CachedPeer) bool {
 		return false
 	}
 	peers := []CachedPeer{}
-	if !p.eat(']') {
-		for {
-			var c CachedPeer
-			if !p.cachedPeer(&c) {
-				return false
-			}
-			peers = append(peers, c)
-			if p.eat(']') {
-				break
-			}
-			if !p.eat(',') {
-				return false
-			}
+	ok := p.seq(']', func() bool {
+		var c CachedPeer
+		if !p.cachedPeer(&c) {
+			return false
 		}
+		peers = append(peers, c)
+		return true
+	})
+	if ok {
+		*out = peers
 	}
-	*out = peers
-	return true
+	return ok
 }
 
 func (p *parser) cachedPeer(c *CachedPeer) bool {
@@ -495,31 +498,26 @@ func parseMap[V any](p *parser, m *map[int64]V, value func(*V) bool) bool {
 		return false
 	}
 	out := map[int64]V{}
-	if !p.eat('}') {
-		for {
-			key, ok := p.rawString()
-			if !ok || !p.eat(':') {
-				return false
-			}
-			id, err := strconv.ParseInt(string(key), 10, 64)
-			if _, dup := out[id]; err != nil || dup {
-				return false
-			}
-			var v V
-			if !value(&v) {
-				return false
-			}
-			out[id] = v
-			if p.eat('}') {
-				break
-			}
-			if !p.eat(',') {
-				return false
-			}
+	ok := p.seq('}', func() bool {
+		key, ok := p.rawString()
+		if !ok || !p.eat(':') {
+			return false
 		}
+		id, err := strconv.ParseInt(string(key), 10, 64)
+		if _, dup := out[id]; err != nil || dup {
+			return false
+		}
+		var v V
+		if !value(&v) {
+			return false
+		}
+		out[id] = v
+		return true
+	})
+	if ok {
+		*m = out
 	}
-	*m = out
-	return true
+	return ok
 }
 
 // rawString reads a string with no escapes and no control characters and
