@@ -98,6 +98,7 @@ func (r *Runner) Run(ctx context.Context, targets []Target) []Result {
 		}
 		wg.Add(1)
 		go func(res *Result) {
+			presizeStack()
 			defer wg.Done()
 			defer func() { <-sem }()
 			runOne(ctx, res, timeout, probe)
