@@ -82,6 +82,8 @@ type Client struct {
 	attempt time.Duration
 	elapsed time.Duration
 	hc      *http.Client
+	put     *http.Client // the status reports: hc, or over an h1Transport
+	status  string       // the status reports' URL
 }
 
 // New validates opts and builds a client with a keep-alive pool.
@@ -110,16 +112,17 @@ func New(opts Options) (*Client, error) {
 	if c.elapsed <= 0 {
 		c.elapsed = 30 * time.Second
 	}
+	c.status = c.endpoint("nodes/status", nil)
+	conns := opts.Conns
+	if conns <= 0 {
+		conns = 16
+	}
 	rt := opts.Transport
 	if rt == nil {
-		conns := opts.Conns
-		if conns <= 0 {
-			conns = 16
-		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = conns
 		tr.MaxConnsPerHost = conns
-		tr.Proxy = http.ProxyFromEnvironment
+		tr.Proxy = func(r *http.Request) (*url.URL, error) { return proxyFor(r) }
 		tr.ForceAttemptHTTP2 = true
 		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		if opts.CAFile != "" {
@@ -137,9 +140,34 @@ func New(opts Options) (*Client, error) {
 			tr.TLSClientConfig.RootCAs = pool
 		}
 		rt = tr
+		// The status reports go over HTTP/1.1 on the caller's goroutine
+		// (h1Transport), unless a proxy is in the way.
+		if p, err := proxyFor(&http.Request{URL: mustParse(c.status)}); err == nil && p == nil {
+			port := u.Port()
+			if port == "" {
+				port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+			}
+			h1 := newH1Transport(u.Scheme, u.Host, net.JoinHostPort(u.Hostname(), port), tr.TLSClientConfig, conns, tr)
+			c.put = &http.Client{Transport: h1, CheckRedirect: c.checkRedirect}
+		}
 	}
 	c.hc = &http.Client{Transport: rt, CheckRedirect: c.checkRedirect}
+	if c.put == nil {
+		c.put = c.hc
+	}
 	return c, nil
+}
+
+// proxyFor is the proxy, if any, for a request (tests replace it: net/http
+// reads the environment once per process).
+var proxyFor = http.ProxyFromEnvironment
+
+func mustParse(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err) // s came from a parsed URL
+	}
+	return u
 }
 
 // checkRedirect follows at most 3 redirects, and only on the same host:
@@ -196,7 +224,7 @@ func (r *retryAfter) NextBackOff() time.Duration {
 }
 
 // do runs one call with retries; it returns the envelope's data.
-func (c *Client) do(ctx context.Context, op, method, target string, body []byte, limit int64) (json.RawMessage, error) {
+func (c *Client) do(ctx context.Context, hc *http.Client, op, method, target string, body []byte, limit int64) (json.RawMessage, error) {
 	eb := backoff.NewExponentialBackOff()
 	eb.InitialInterval = 200 * time.Millisecond
 	eb.MaxInterval = 5 * time.Second
@@ -205,7 +233,7 @@ func (c *Client) do(ctx context.Context, op, method, target string, body []byte,
 	var data json.RawMessage
 	var cause error // the last attempt's error that was not the call's deadline
 	operation := func() error {
-		d, wait, err := c.once(ctx, op, method, target, body, limit)
+		d, wait, err := c.once(ctx, hc, op, method, target, body, limit)
 		data, ra.next = d, wait
 		if err != nil && ctx.Err() == nil {
 			cause = err
@@ -223,7 +251,7 @@ func (c *Client) do(ctx context.Context, op, method, target string, body []byte,
 
 // once makes one attempt. A returned error wrapped in backoff.Permanent is
 // not retried; wait is the server's Retry-After, if any.
-func (c *Client) once(ctx context.Context, op, method, target string, body []byte, limit int64) (json.RawMessage, time.Duration, error) {
+func (c *Client) once(ctx context.Context, hc *http.Client, op, method, target string, body []byte, limit int64) (json.RawMessage, time.Duration, error) {
 	actx, cancel := context.WithTimeout(ctx, c.attempt)
 	defer cancel()
 	var rd io.Reader
@@ -240,7 +268,7 @@ func (c *Client) once(ctx context.Context, op, method, target string, body []byt
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		// A redirect off the backend, or a certificate that does not
 		// verify: no retry can mend either within a run.
@@ -315,7 +343,7 @@ func (c *Client) ListTargets(ctx context.Context, region string) ([]Peer, []stri
 	if region != "" {
 		q.Set("region", region)
 	}
-	data, err := c.do(ctx, "fetching peers", http.MethodGet, c.endpoint("peers", q), nil, c.maxList)
+	data, err := c.do(ctx, c.hc, "fetching peers", http.MethodGet, c.endpoint("peers", q), nil, c.maxList)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -336,7 +364,7 @@ func (c *Client) Submit(ctx context.Context, s Status) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.do(ctx, "reporting peer "+strconv.FormatInt(s.ID, 10), http.MethodPut, c.endpoint("nodes/status", nil), body, c.maxBody)
+	_, err = c.do(ctx, c.put, "reporting peer "+strconv.FormatInt(s.ID, 10), http.MethodPut, c.status, body, c.maxBody)
 	return err
 }
 
