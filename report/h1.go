@@ -114,7 +114,7 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp, stop, err := t.exchange(ctx, c, req)
-	if err != nil && reused && c.got == c.gotAtSend && replayable(req) {
+	if err != nil && reused && c.got == c.gotAtSend && replayable(req) && ctx.Err() == nil {
 		// A kept connection the server had already closed: nothing came
 		// back, so nothing was answered. PUT and GET may be sent again;
 		// on a new connection, since the other idle ones may be as old.
