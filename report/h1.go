@@ -22,13 +22,13 @@ import (
 // caller's goroutine writes the request and reads the answer itself, over
 // a pool of HTTP/1.1 keep-alive connections; the bytes on the wire are
 // still net/http's own (Request.Write, http.ReadResponse). One report, 16
-// in flight, to a backend on loopback (BenchmarkSubmit, the backend's
-// work included): 40–48 → 24–31 µs over http, 66–77 → 42–48 over https;
-// 79 allocations instead of 101. Over https it costs one TLS handshake
-// per connection (up to Options.Conns, the later ones resuming the
-// first's session) where HTTP/2 would open one: about even at 20
-// reports, cheaper beyond (1,000: ~80 → ~45 ms of the client's CPU,
-// measured out of process).
+// in flight, to a backend on loopback (BenchmarkSubmit, two runs, the
+// backend's work included): 32–48 → 24–32 µs over http, 53–77 → 29–48
+// over https; 79–82 allocations instead of 101–111. Over https it costs
+// one TLS handshake per connection (up to Options.Conns, the later ones
+// resuming the first's session) where HTTP/2 would open one: about even
+// at 20 reports, cheaper beyond (1,000: ~80 → ~45 ms of the client's
+// CPU, measured out of process).
 //
 // An idle connection is closed when next looked at if it idled longer
 // than idleFor, not by a timer: between the runs of a warm Lambda or of
