@@ -84,6 +84,12 @@ type Client struct {
 	hc      *http.Client
 	put     *http.Client // the status reports: hc, or over an h1Transport
 	status  string       // the status reports' URL
+
+	// With the h1Transport, a status report is sent without http.Client
+	// (send): the request is made from what New parsed and set once.
+	h1           *h1Transport
+	statusURL    *url.URL
+	statusHeader http.Header // read only: shared by every report
 }
 
 // New validates opts and builds a client with a keep-alive pool.
@@ -142,13 +148,15 @@ func New(opts Options) (*Client, error) {
 		rt = tr
 		// The status reports go over HTTP/1.1 on the caller's goroutine
 		// (h1Transport), unless a proxy is in the way.
-		if p, err := proxyFor(&http.Request{URL: mustParse(c.status)}); err == nil && p == nil {
+		c.statusURL = mustParse(c.status)
+		if p, err := proxyFor(&http.Request{URL: c.statusURL}); err == nil && p == nil {
 			port := u.Port()
 			if port == "" {
 				port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 			}
-			h1 := newH1Transport(u.Scheme, u.Host, net.JoinHostPort(u.Hostname(), port), tr.TLSClientConfig, conns, tr)
-			c.put = &http.Client{Transport: h1, CheckRedirect: c.checkRedirect}
+			c.h1 = newH1Transport(u.Scheme, u.Host, net.JoinHostPort(u.Hostname(), port), tr.TLSClientConfig, conns, tr)
+			c.put = &http.Client{Transport: c.h1, CheckRedirect: c.checkRedirect}
+			c.statusHeader = c.header(true)
 		}
 	}
 	c.hc = &http.Client{Transport: rt, CheckRedirect: c.checkRedirect}
@@ -254,21 +262,19 @@ func (c *Client) do(ctx context.Context, hc *http.Client, op, method, target str
 func (c *Client) once(ctx context.Context, hc *http.Client, op, method, target string, body []byte, limit int64) (json.RawMessage, time.Duration, error) {
 	actx, cancel := context.WithTimeout(ctx, c.attempt)
 	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+	resp, err := c.sendStatus(actx, hc, method, target, body)
+	if resp == nil && err == nil {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		req, rerr := http.NewRequestWithContext(actx, method, target, rd)
+		if rerr != nil {
+			return nil, 0, backoff.Permanent(fmt.Errorf("%s: %w", op, rerr))
+		}
+		req.Header = c.header(body != nil)
+		resp, err = hc.Do(req)
 	}
-	req, err := http.NewRequestWithContext(actx, method, target, rd)
-	if err != nil {
-		return nil, 0, backoff.Permanent(fmt.Errorf("%s: %w", op, err))
-	}
-	req.Header.Set("x-api-key", c.apiKey)
-	req.Header.Set("User-Agent", c.ua)
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := hc.Do(req)
 	if err != nil {
 		// A redirect off the backend, or a certificate that does not
 		// verify: no retry can mend either within a run.
@@ -303,6 +309,47 @@ func (c *Client) once(ctx context.Context, hc *http.Client, op, method, target s
 		return nil, 0, backoff.Permanent(&HTTPError{Op: op, Status: resp.StatusCode, Code: *env.Code, Message: truncate(env.Message)})
 	}
 	return env.Data, 0, nil
+}
+
+// header is every request's headers.
+func (c *Client) header(withBody bool) http.Header {
+	h := http.Header{}
+	h.Set("x-api-key", c.apiKey)
+	h.Set("User-Agent", c.ua)
+	h.Set("Accept", "application/json")
+	if withBody {
+		h.Set("Content-Type", "application/json")
+	}
+	return h
+}
+
+// sendStatus sends a status report straight to the h1Transport, when
+// that is the report's transport; otherwise it returns nil, nil and once
+// goes through http.Client. http.Client copies every request's headers
+// for the redirects it may follow, and with the request's parsing that
+// cost as much as the h1Transport's exchange without its system calls.
+// The report is made from the URL and headers New kept (read only,
+// shared by all); an answer that redirects is dropped, and once sends
+// the report again through http.Client, which follows the redirect by
+// checkRedirect's rules.
+func (c *Client) sendStatus(ctx context.Context, hc *http.Client, method, target string, body []byte) (*http.Response, error) {
+	if c.h1 == nil || hc != c.put || method != http.MethodPut || target != c.status {
+		return nil, nil
+	}
+	newBody := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	rb, _ := newBody()
+	req := (&http.Request{Method: method, URL: c.statusURL, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: c.statusHeader, Host: c.statusURL.Host, Body: rb, GetBody: newBody, ContentLength: int64(len(body))}).WithContext(ctx)
+	resp, err := c.h1.RoundTrip(req)
+	if err != nil {
+		return nil, &url.Error{Op: "Put", URL: target, Err: err} // as http.Client says it
+	}
+	switch resp.StatusCode {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		resp.Body.Close()
+		return nil, nil
+	}
+	return resp, nil
 }
 
 // readBody reads at most limit+1 bytes of resp's body, into one buffer

@@ -390,7 +390,7 @@ func BenchmarkSubmit(b *testing.B) {
 					b.Fatal(err)
 				}
 				if tr == "net_http" {
-					c.put = c.hc
+					c.put, c.h1 = c.hc, nil
 				}
 				b.SetParallelism(16)
 				b.ReportAllocs()
@@ -405,5 +405,54 @@ func BenchmarkSubmit(b *testing.B) {
 			})
 		}
 		srv.Close()
+	}
+}
+
+// A status report that the backend redirects is sent again through
+// http.Client, which follows a redirect on the same host (307 keeps the
+// method and body) and refuses one to another host, never sending the
+// API key there.
+func TestSubmit_Redirects(t *testing.T) {
+	var leaked atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("x-api-key") != "" {
+			leaked.Add(1)
+		}
+		fmt.Fprint(w, `{"code":200}`)
+	}))
+	defer other.Close()
+	var got []string
+	var mu sync.Mutex
+	home := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, r.Method+" "+r.URL.Path+" "+string(b))
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/old/nodes/status":
+			http.Redirect(w, r, "/new/nodes/status", http.StatusTemporaryRedirect)
+		case "/away/nodes/status":
+			http.Redirect(w, r, strings.Replace(other.URL, "127.0.0.1", "localhost", 1)+"/nodes/status", http.StatusTemporaryRedirect)
+		default:
+			fmt.Fprint(w, `{"code":200}`)
+		}
+	}))
+	defer home.Close()
+
+	if err := h1Client(t, home.URL+"/old").Submit(context.Background(), okStatus); err != nil {
+		t.Fatalf("report redirected on its host: %v", err)
+	}
+	body := `{"id":7,"status":"online","response_time":3,"peer_count":1}`
+	want := []string{"PUT /old/nodes/status " + body, "PUT /old/nodes/status " + body, "PUT /new/nodes/status " + body}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("backend saw\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	err := h1Client(t, home.URL+"/away").Submit(context.Background(), okStatus)
+	if !errors.Is(err, ErrCrossRedirect) {
+		t.Errorf("report redirected to another host: %v, want ErrCrossRedirect", err)
+	}
+	if leaked.Load() != 0 {
+		t.Error("the other host received the API key")
 	}
 }
