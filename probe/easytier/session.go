@@ -77,8 +77,9 @@ type session struct {
 
 	nodeID     uint32
 	replied    bool
-	sentAt     map[uint32]time.Time // outstanding pings by seq
-	heldPings  []uint32             // pings written to a batcher, not yet flushed (in heldBuf)
+	sentAt     outstanding // pings sent and not yet answered (in sentBuf)
+	sentBuf    [4]sentPing // the default samples' worth
+	heldPings  []uint32    // pings written to a batcher, not yet flushed (in heldBuf)
 	heldBuf    [2]uint32
 	nextSeq    uint32
 	merger     wire.Merger
@@ -101,10 +102,10 @@ func newSession(pc packetConn, opts *Options, obs *Observation) *session {
 		opts:   *opts,
 		obs:    obs,
 		digest: wire.Digest(opts.NetworkName, opts.NetworkSecret),
-		sentAt: map[uint32]time.Time{},
 	}
 	s.b, _ = pc.(batcher)
 	s.heldPings = s.heldBuf[:0]
+	s.sentAt = s.sentBuf[:0]
 	s.newIdentity()
 	return s
 }
@@ -224,12 +225,15 @@ func (s *session) run(ctx context.Context) error {
 				wake = hsRetryAt
 			}
 		} else {
-			for seq, at := range s.sentAt {
-				if exp := at.Add(s.opts.PingTimeout); !now.Before(exp) {
-					delete(s.sentAt, seq)
+			for i := 0; i < len(s.sentAt); {
+				if exp := s.sentAt[i].at.Add(s.opts.PingTimeout); !now.Before(exp) {
+					s.sentAt.remove(i)
 					obs.Lost++
-				} else if exp.Before(wake) {
-					wake = exp
+				} else {
+					if exp.Before(wake) {
+						wake = exp
+					}
+					i++
 				}
 			}
 			if obs.Sent < s.opts.Samples {
@@ -331,8 +335,8 @@ func (s *session) flush() error {
 	if len(s.heldPings) > 0 {
 		now := time.Now()
 		for _, seq := range s.heldPings {
-			if _, ok := s.sentAt[seq]; ok {
-				s.sentAt[seq] = now
+			if i := s.sentAt.find(seq); i >= 0 {
+				s.sentAt[i].at = now
 			}
 		}
 		s.heldPings = s.heldPings[:0]
@@ -360,7 +364,7 @@ func (s *session) ping() error {
 	seq := s.nextSeq
 	s.nextSeq++
 	s.obs.Sent++
-	s.sentAt[seq] = time.Now()
+	s.sentAt = append(s.sentAt, sentPing{seq, time.Now()})
 	if s.b != nil {
 		s.heldPings = append(s.heldPings, seq)
 	}
@@ -413,11 +417,12 @@ func (s *session) handle(in inbound, hsStart time.Time) (accepted bool, err erro
 		if err != nil {
 			return false, nil
 		}
-		at, ok := s.sentAt[seq]
-		if !ok {
+		i := s.sentAt.find(seq)
+		if i < 0 {
 			return false, nil // late or duplicate
 		}
-		delete(s.sentAt, seq)
+		at := s.sentAt[i].at
+		s.sentAt.remove(i)
 		rtt := in.at.Sub(at)
 		if rtt <= 0 {
 			// A kernel stamp before the ping left: only a wall-clock
@@ -576,7 +581,7 @@ func (s *session) readErr(err error, acceptedAt time.Time) error {
 		// The node hung up after answering: the sample stands.
 		s.obs.Accepted = true
 		s.obs.Lost += len(s.sentAt)
-		clear(s.sentAt)
+		s.sentAt = s.sentAt[:0]
 		return nil
 	case acceptedAt.IsZero() && s.obs.Mode == "same":
 		// Same network, right secret, closed before any ping: the node's
@@ -598,7 +603,7 @@ func (s *session) ctxErr(ctx context.Context, acceptedAt time.Time) error {
 		// Out of time but measured: report what we have.
 		s.obs.Accepted = true
 		s.obs.Lost += len(s.sentAt)
-		clear(s.sentAt)
+		s.sentAt = s.sentAt[:0]
 		return nil
 	}
 	if !s.replied {
@@ -607,4 +612,31 @@ func (s *session) ctxErr(ctx context.Context, acceptedAt time.Time) error {
 	}
 	s.obs.Reason = ReasonNoPong
 	return fmt.Errorf("waiting for pong: %w: %w", ErrNoPong, cause)
+}
+
+// outstanding holds the pings sent and not yet answered: one per sample
+// at most, so a slice scanned whole. It was a map, whose iteration, begun
+// at every turn of the session's loop, cost more than the scan (pprof).
+type outstanding []sentPing
+
+type sentPing struct {
+	seq uint32
+	at  time.Time // when it left (flush restamps a held one)
+}
+
+// find returns the index of seq's ping, or -1.
+func (o outstanding) find(seq uint32) int {
+	for i := range o {
+		if o[i].seq == seq {
+			return i
+		}
+	}
+	return -1
+}
+
+// remove drops the i-th ping (order is not kept).
+func (o *outstanding) remove(i int) {
+	last := len(*o) - 1
+	(*o)[i] = (*o)[last]
+	*o = (*o)[:last]
 }
