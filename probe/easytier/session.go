@@ -83,7 +83,6 @@ type session struct {
 	heldBuf    [2]uint32
 	nextSeq    uint32
 	merger     wire.Merger
-	keys       *wire.Keys
 	self       *wire.RoutePeerInfo   // the node's own route info, once seen
 	foreign    []wire.ForeignNetwork // accumulated foreign-network entries
 	gotForeign bool
@@ -469,10 +468,9 @@ func (s *session) handleReply(payload []byte, took time.Duration) error {
 // info and its foreign-network table, which may come in separate pushes.
 func (s *session) handleRPC(h wire.Header, payload []byte) {
 	if h.Flags&wire.FlagEncrypted != 0 {
-		if s.keys == nil {
-			s.keys = wire.NewKeys(s.opts.NetworkSecret)
-		}
-		pt, name, err := s.keys.Open(payload, looksLikeRPC)
+		k := lender.borrow(s.opts.NetworkSecret)
+		pt, name, err := k.Open(payload, looksLikeRPC)
+		lender.giveBack(s.opts.NetworkSecret, k)
 		if err != nil {
 			if s.self == nil {
 				s.obs.NodeMissed = ReasonDecryptFailed
