@@ -86,7 +86,7 @@ type Client struct {
 	status  string       // the status reports' URL
 
 	// With the h1Transport, a status report is sent without http.Client
-	// (send): the request is made from what New parsed and set once.
+	// (sendStatus): the request is made from what New parsed and set once.
 	h1           *h1Transport
 	statusURL    *url.URL
 	statusHeader http.Header // read only: shared by every report
