@@ -27,9 +27,10 @@ import (
 // over https; 65–71 allocations instead of 101–111 (Client.sendStatus
 // hands it the report without http.Client). Over https it costs
 // one TLS handshake per connection (up to Options.Conns, the later ones
-// resuming the first's session) where HTTP/2 would open one: about even
-// at 20 reports, cheaper beyond (1,000: ~80 → ~45 ms of the client's
-// CPU, measured out of process).
+// resuming the first's session) where HTTP/2 would open one: in a
+// one-off measurement of the client process alone, about even at 20
+// reports and ~80 → ~45 ms of CPU at 1,000 (BenchmarkSubmit/https is the
+// repeatable figure).
 //
 // An idle connection is closed when next looked at if it idled longer
 // than idleFor, not by a timer: between the runs of a warm Lambda or of
