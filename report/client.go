@@ -16,6 +16,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -90,6 +91,7 @@ type Client struct {
 	h1           *h1Transport
 	statusURL    *url.URL
 	statusHeader http.Header // read only: shared by every report
+	redirected   atomic.Bool // a report was redirected: the rest go through http.Client
 }
 
 // New validates opts and builds a client with a keep-alive pool.
@@ -331,9 +333,9 @@ func (c *Client) header(withBody bool) http.Header {
 // The report is made from the URL and headers New kept (read only,
 // shared by all); an answer that redirects is dropped, and once sends
 // the report again through http.Client, which follows the redirect by
-// checkRedirect's rules.
+// checkRedirect's rules, as it does every later report.
 func (c *Client) sendStatus(ctx context.Context, hc *http.Client, method, target string, body []byte) (*http.Response, error) {
-	if c.h1 == nil || hc != c.put || method != http.MethodPut || target != c.status {
+	if c.h1 == nil || hc != c.put || method != http.MethodPut || target != c.status || c.redirected.Load() {
 		return nil, nil
 	}
 	newBody := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
@@ -346,6 +348,9 @@ func (c *Client) sendStatus(ctx context.Context, hc *http.Client, method, target
 	}
 	switch resp.StatusCode {
 	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		// A backend that redirects one report redirects them all (a
+		// moved base URL): the rest go straight to http.Client.
+		c.redirected.Store(true)
 		resp.Body.Close()
 		return nil, nil
 	}
