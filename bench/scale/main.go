@@ -60,10 +60,15 @@ func main() {
 	sizes := flag.String("sizes", "100,1000,10000", "peer counts for the job table")
 	client := flag.String("floor-client", "", "internal: run the floor's client against these addresses")
 	backend := flag.String("floor-backend", "", "internal: the floor client's backend URL")
+	against := flag.String("against", "", "compare: run -bin and this binary in turn, -runs times each, 1,000 peers (no other table)")
 	flag.StringVar(&saveOutput, "save-output", "", "write the last job run's JSON report to this file (per-peer timings)")
 	flag.Parse()
 	if *client != "" {
 		floorClient(strings.Split(*client, ","), *backend, 1000)
+		return
+	}
+	if *against != "" {
+		compareTable(*bin, *against, *runs, *delay)
 		return
 	}
 	for _, part := range strings.Split(*only, ",") {
@@ -302,6 +307,57 @@ func runJob(bin, url, dir string, be *jobBackend, peaks bool) jobRun {
 	return r
 }
 
+// startJobBackend serves n peers spread over nodes.
+func startJobBackend(nodes []*easytiertest.Fake, n int) (*jobBackend, *httptest.Server) {
+	var peers []map[string]any
+	for i := 0; i < n; i++ {
+		h, p, _ := net.SplitHostPort(strings.TrimPrefix(nodes[i%len(nodes)].TCPURL(), "tcp://"))
+		port, _ := strconv.Atoi(p)
+		peers = append(peers, map[string]any{"id": i + 1, "host": h, "port": port, "protocol": "tcp", "network_name": "bench", "network_secret": "b"})
+	}
+	body, _ := json.Marshal(map[string]any{"code": 200, "data": map[string]any{"peers": peers}})
+	be := &jobBackend{body: body}
+	return be, httptest.NewServer(be)
+}
+
+// compareTable runs two binaries in turn against the same 1,000 peers,
+// runs times each, and prints both with the ratio of their means: how
+// each change of this project was measured, since this machine's speed
+// moves a figure more from one hour to the next than most changes do,
+// and only runs interleaved in the same minutes compare.
+func compareTable(binA, binB string, runs int, delay time.Duration) {
+	nodes := fakes(40, delay)
+	defer func() {
+		for _, f := range nodes {
+			f.Close()
+		}
+	}()
+	be, srv := startJobBackend(nodes, 1000)
+	defer srv.Close()
+	bins := []string{binA, binB}
+	var over, cpu [2]stat
+	var dirs [2]string
+	for i, bin := range bins {
+		dirs[i], _ = os.MkdirTemp("", "neo-bench-")
+		defer os.RemoveAll(dirs[i])
+		runJob(bin, srv.URL, dirs[i], be, false) // leaves the state a scheduled run finds
+	}
+	for r := 0; r < runs; r++ {
+		for i, bin := range bins {
+			res := runJob(bin, srv.URL, dirs[i], be, false)
+			over[i] = append(over[i], float64(res.wall.Microseconds()-res.slowestUS)/1000)
+			cpu[i] = append(cpu[i], res.cpu.Seconds())
+		}
+	}
+	fmt.Printf("### Two binaries, interleaved (1000 peers, fake nodes answer pongs after %v, %d runs each)\n\n", delay, runs)
+	fmt.Println("| binary | wall − slowest RTT ms | mean | CPU s | mean |")
+	fmt.Println("|---|---:|---:|---:|---:|")
+	for i, bin := range bins {
+		fmt.Printf("| %s | %s | %s | %s | %.4f |\n", bin, over[i], stats.Num(stats.Mean(over[i])), cpu[i], stats.Mean(cpu[i]))
+	}
+	fmt.Printf("| second ÷ first | | %.2f× | | %.2f× |\n\n", stats.Mean(over[1])/stats.Mean(over[0]), stats.Mean(cpu[1])/stats.Mean(cpu[0]))
+}
+
 func jobTable(bin string, runs int, delay time.Duration, sizes string) {
 	nodes := fakes(40, delay)
 	defer func() {
@@ -314,15 +370,7 @@ func jobTable(bin string, runs int, delay time.Duration, sizes string) {
 	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, s := range strings.Split(sizes, ",") {
 		n, _ := strconv.Atoi(s)
-		var peers []map[string]any
-		for i := 0; i < n; i++ {
-			h, p, _ := net.SplitHostPort(strings.TrimPrefix(nodes[i%len(nodes)].TCPURL(), "tcp://"))
-			port, _ := strconv.Atoi(p)
-			peers = append(peers, map[string]any{"id": i + 1, "host": h, "port": port, "protocol": "tcp", "network_name": "bench", "network_secret": "b"})
-		}
-		body, _ := json.Marshal(map[string]any{"code": 200, "data": map[string]any{"peers": peers}})
-		be := &jobBackend{body: body}
-		srv := httptest.NewServer(be)
+		be, srv := startJobBackend(nodes, n)
 		var wall, over, overDelay, cpu, fakeCPU, rss, gor, fds, rep stat
 		phases := map[string]stat{}
 		// Every run but the first finds the state the previous one left

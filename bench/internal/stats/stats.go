@@ -17,6 +17,15 @@ func Median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
+// Mean of v (NaN when empty).
+func Mean(v []float64) float64 {
+	sum := 0.0
+	for _, x := range v {
+		sum += x
+	}
+	return sum / float64(len(v))
+}
+
 // Spread formats the median of v with its min–max, or "-" when empty.
 func Spread(v []float64) string { return spread(v, Num) }
 
