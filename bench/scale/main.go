@@ -335,7 +335,7 @@ func compareTable(binA, binB string, runs int, delay time.Duration) {
 	be, srv := startJobBackend(nodes, 1000)
 	defer srv.Close()
 	bins := []string{binA, binB}
-	var over, cpu [2]stat
+	var over, cpu, reported [2]stat
 	var dirs [2]string
 	for i, bin := range bins {
 		dirs[i], _ = os.MkdirTemp("", "neo-bench-")
@@ -347,15 +347,16 @@ func compareTable(binA, binB string, runs int, delay time.Duration) {
 			res := runJob(bin, srv.URL, dirs[i], be, false)
 			over[i] = append(over[i], float64(res.wall.Microseconds()-res.slowestUS)/1000)
 			cpu[i] = append(cpu[i], res.cpu.Seconds())
+			reported[i] = append(reported[i], float64(res.puts))
 		}
 	}
 	fmt.Printf("### Two binaries, interleaved (1000 peers, fake nodes answer pongs after %v, %d runs each)\n\n", delay, runs)
-	fmt.Println("| binary | wall − slowest RTT ms | mean | CPU s | mean |")
-	fmt.Println("|---|---:|---:|---:|---:|")
+	fmt.Println("| binary | wall − slowest RTT ms | mean | CPU s | mean | reported |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
 	for i, bin := range bins {
-		fmt.Printf("| %s | %s | %s | %s | %.4f |\n", bin, over[i], stats.Num(stats.Mean(over[i])), cpu[i], stats.Mean(cpu[i]))
+		fmt.Printf("| %s | %s | %s | %s | %.4f | %s |\n", bin, over[i], stats.Num(stats.Mean(over[i])), cpu[i], stats.Mean(cpu[i]), reported[i])
 	}
-	fmt.Printf("| second ÷ first | | %.2f× | | %.2f× |\n\n", stats.Mean(over[1])/stats.Mean(over[0]), stats.Mean(cpu[1])/stats.Mean(cpu[0]))
+	fmt.Printf("| second ÷ first | | %.2f× | | %.2f× | |\n\n", stats.Mean(over[1])/stats.Mean(over[0]), stats.Mean(cpu[1])/stats.Mean(cpu[0]))
 }
 
 func jobTable(bin string, runs int, delay time.Duration, sizes string) {
