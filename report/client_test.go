@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -244,12 +243,8 @@ func TestClient_BodyOfAnnouncedLength(t *testing.T) {
 		w.Write(list)
 	}}
 	srv := httptest.NewUnstartedServer(fb)
-	var opened atomic.Int32
-	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			opened.Add(1)
-		}
-	}
+	var cc connCounter
+	srv.Config.ConnState = cc.hook
 	srv.Start()
 	defer srv.Close()
 	c := newClient(t, srv.URL)
@@ -259,7 +254,7 @@ func TestClient_BodyOfAnnouncedLength(t *testing.T) {
 			t.Fatalf("ListTargets = %d peers, %v", len(got), err)
 		}
 	}
-	if n := opened.Load(); n != 1 {
+	if n := cc.opened.Load(); n != 1 {
 		t.Errorf("3 fetches opened %d connections, want 1 (the body's end must be seen)", n)
 	}
 
@@ -284,13 +279,9 @@ func TestClient_BodyOfAnnouncedLength(t *testing.T) {
 // does not verify gets one attempt, not retries until the deadline, and
 // the error is classed tls.
 func TestClient_CertificateFailureIsPermanent(t *testing.T) {
-	var conns atomic.Int32
+	var cc connCounter
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
+	srv.Config.ConnState = cc.hook
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshake errors are expected
 	srv.StartTLS()
 	defer srv.Close()
@@ -299,7 +290,7 @@ func TestClient_CertificateFailureIsPermanent(t *testing.T) {
 	if ErrorClass(err) != "tls" {
 		t.Errorf("Submit = %v (class %q), want class tls", err, ErrorClass(err))
 	}
-	if n := conns.Load(); n != 1 {
+	if n := cc.opened.Load(); n != 1 {
 		t.Errorf("%d connections to a backend whose certificate does not verify, want 1 (no retry)", n)
 	}
 	if time.Since(start) > time.Second {
