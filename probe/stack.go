@@ -2,10 +2,12 @@ package probe
 
 // A goroutine starts with a 2 KiB stack, and the runtime doubles it each
 // time a call runs out of room: it allocates one twice the size, copies
-// the stack into it and adjusts every frame on it. A probe's deepest
-// point is the dial, inside the net package, so each probe's goroutine
-// went 2 → 4 → 8 KiB, copying twice while a dozen frames deep: at 1,000
-// peers ~7 % of the job's CPU (perf), the frame walks more than the copies.
+// the stack into it and adjusts every frame on it. Each probe's
+// goroutine went 2 → 4 → 8 KiB, copying twice while a dozen frames deep
+// (the deepest point was the net package's dial; a tcp probe, whose
+// dial no longer goes through it, dial_linux.go, still reaches 8 KiB):
+// at 1,000 peers ~7 % of the job's CPU (perf), the frame walks more than
+// the copies.
 // presizeStack, called first thing on a probe's goroutine, asks for a
 // frame that only an 8 KiB stack holds, so the runtime sizes the stack
 // once, while it holds a single frame, to the 8 KiB that every transport

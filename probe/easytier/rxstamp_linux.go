@@ -78,7 +78,7 @@ func keeperOpen() bool {
 // of the last data they returned. Reads go through the runtime poller
 // (RawConn.Read), so deadlines and Close work as on the plain conn.
 type stampedConn struct {
-	*net.TCPConn
+	net.Conn
 	rc   syscall.RawConn
 	oob  [rxstamp.OOBSize]byte
 	last time.Time // kernel stamp of the last read; zero if none
@@ -91,7 +91,7 @@ type stampedConn struct {
 }
 
 // newStampedConn wraps c, or returns c itself where stamps are not
-// available.
+// available (or c has them already).
 func newStampedConn(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok || !rxstamp.Enable(tc) {
@@ -101,7 +101,12 @@ func newStampedConn(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	s := &stampedConn{TCPConn: tc, rc: rc}
+	return newStamped(c, rc)
+}
+
+// newStamped wraps c, whose socket (rc) has stamping on.
+func newStamped(c net.Conn, rc syscall.RawConn) *stampedConn {
+	s := &stampedConn{Conn: c, rc: rc}
 	s.recv = s.recvmsg
 	return s
 }

@@ -34,7 +34,7 @@ const tcpReadBuf = 512
 
 // dialTCP connects to the first address that answers, recording the connect time.
 func dialTCP(ctx context.Context, addrs []netip.Addr, port int, obs *Observation) (packetConn, error) {
-	c, err := dialStream(ctx, addrs, port, obs)
+	c, err := dialStream(ctx, addrs, port, obs, true)
 	if err != nil {
 		return nil, err
 	}
@@ -53,8 +53,10 @@ func newTCPConn(ctx context.Context, c net.Conn) *tcpConn {
 	return &tcpConn{c: c, rbuf: make([]byte, tcpReadBuf)}
 }
 
-// dialStream opens a TCP connection, trying each address in turn.
-func dialStream(ctx context.Context, addrs []netip.Addr, port int, obs *Observation) (net.Conn, error) {
+// dialStream opens a TCP connection, trying each address in turn; direct
+// dials with dialDirect where it can (the conn then has stamps on), else
+// with net.Dialer.
+func dialStream(ctx context.Context, addrs []netip.Addr, port int, obs *Observation, direct bool) (net.Conn, error) {
 	obs.Stage = StageConnect
 	// No TCP keepalive: a probe lasts seconds, so the four setsockopt
 	// calls that enabling it costs per connection buy nothing.
@@ -64,7 +66,14 @@ func dialStream(ctx context.Context, addrs []netip.Addr, port int, obs *Observat
 	for _, a := range addrs {
 		addr := net.JoinHostPort(a.String(), strconv.Itoa(port))
 		obs.Address = addr
-		c, err := d.DialContext(ctx, "tcp", addr)
+		var c net.Conn
+		err := errNoDirect
+		if direct {
+			c, err = dialDirect(ctx, netip.AddrPortFrom(a, uint16(port)))
+		}
+		if err == errNoDirect {
+			c, err = d.DialContext(ctx, "tcp", addr)
+		}
 		if err == nil {
 			obs.Timings.Connect = time.Since(start)
 			return c, nil

@@ -31,7 +31,7 @@ func dialWS(ctx context.Context, t Target, addrs []netip.Addr, opts *Options, ob
 	var tlsDone time.Time
 	var raw net.Conn
 	netDial := func(ctx context.Context, _, _ string) (net.Conn, error) {
-		c, err := dialStream(ctx, addrs, t.Port, obs)
+		c, err := dialStream(ctx, addrs, t.Port, obs, false)
 		if err != nil {
 			return nil, err
 		}
