@@ -88,10 +88,9 @@ type Client struct {
 
 	// With the h1Transport, a status report is sent without http.Client
 	// (sendStatus): the request is made from what New parsed and set once.
-	h1           *h1Transport
-	statusURL    *url.URL
-	statusHeader http.Header // read only: shared by every report
-	redirected   atomic.Bool // a report was redirected: the rest go through http.Client
+	h1         *h1Transport
+	statusPut  *h1Put      // every report's request, rendered once
+	redirected atomic.Bool // a report was redirected: the rest go through http.Client
 }
 
 // New validates opts and builds a client with a keep-alive pool.
@@ -149,16 +148,20 @@ func New(opts Options) (*Client, error) {
 		}
 		rt = tr
 		// The status reports go over HTTP/1.1 on the caller's goroutine
-		// (h1Transport), unless a proxy is in the way.
-		c.statusURL = mustParse(c.status)
-		if p, err := proxyFor(&http.Request{URL: c.statusURL}); err == nil && p == nil {
+		// (h1Transport), unless a proxy is in the way (or the request
+		// cannot be written: net/http then says why, report by report).
+		statusURL := mustParse(c.status)
+		p, err := proxyFor(&http.Request{URL: statusURL})
+		if err == nil && p == nil {
+			c.statusPut, err = newH1Put(statusURL, c.header(true))
+		}
+		if err == nil && p == nil {
 			port := u.Port()
 			if port == "" {
 				port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 			}
 			c.h1 = newH1Transport(u.Scheme, u.Host, net.JoinHostPort(u.Hostname(), port), tr.TLSClientConfig, conns, tr)
 			c.put = &http.Client{Transport: c.h1, CheckRedirect: c.checkRedirect}
-			c.statusHeader = c.header(true)
 		}
 	}
 	c.hc = &http.Client{Transport: rt, CheckRedirect: c.checkRedirect}
@@ -330,19 +333,15 @@ func (c *Client) header(withBody bool) http.Header {
 // goes through http.Client. http.Client copies every request's headers
 // for the redirects it may follow, and with the request's parsing that
 // cost as much as the h1Transport's exchange without its system calls.
-// The report is made from the URL and headers New kept (read only,
-// shared by all); an answer that redirects is dropped, and once sends
+// The report's request is the one New rendered (h1Put, shared by all);
+// an answer that redirects is dropped, and once sends
 // the report again through http.Client, which follows the redirect by
 // checkRedirect's rules, as it does every later report.
 func (c *Client) sendStatus(ctx context.Context, hc *http.Client, method, target string, body []byte) (*http.Response, error) {
 	if c.h1 == nil || hc != c.put || method != http.MethodPut || target != c.status || c.redirected.Load() {
 		return nil, nil
 	}
-	newBody := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	rb, _ := newBody()
-	req := (&http.Request{Method: method, URL: c.statusURL, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: c.statusHeader, Host: c.statusURL.Host, Body: rb, GetBody: newBody, ContentLength: int64(len(body))}).WithContext(ctx)
-	resp, err := c.h1.RoundTrip(req)
+	resp, err := c.h1.put(ctx, c.statusPut, body)
 	if err != nil {
 		return nil, &url.Error{Op: "Put", URL: target, Err: err} // as http.Client says it
 	}

@@ -1,7 +1,11 @@
 package report
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -197,4 +201,51 @@ func TestFastPaths_TakeTheUsualShapeOnly(t *testing.T) {
 			t.Errorf("fastPeers took %s", s)
 		}
 	}
+}
+
+// FuzzReadPlainAnswer: whatever readPlainAnswer reads, http.ReadResponse
+// reads alike (status, length, close, body, and what follows); what it
+// leaves, it leaves unread.
+func FuzzReadPlainAnswer(f *testing.F) {
+	for _, a := range []string{okAnswer, closeAnswer, chunkedAnswer, http10Answer, hintsAnswer,
+		"HTTP/1.1 201 Created\r\ncontent-length: 2\r\nX: y\r\n\r\n{}HTTP/1.1",
+		"HTTP/1.1 200\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"} {
+		f.Add([]byte(a))
+	}
+	req := &http.Request{Method: http.MethodPut}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		br := bufio.NewReaderSize(bytes.NewReader(in), 4096)
+		got, err := readPlainAnswer(br, req)
+		if err != nil {
+			if len(in) > 0 {
+				t.Fatalf("error %v with %d bytes to read", err, len(in))
+			}
+			return
+		}
+		if got == nil {
+			if br.Buffered() != min(len(in), 4096) {
+				t.Fatalf("left to net/http with %d bytes consumed", min(len(in), 4096)-br.Buffered())
+			}
+			return
+		}
+		want, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(in)), req)
+		if err != nil {
+			t.Fatalf("read as %d %q, net/http: %v", got.StatusCode, got.Status, err)
+		}
+		gotBody, _ := io.ReadAll(got.Body)
+		wantBody, err := io.ReadAll(want.Body)
+		if err != nil {
+			t.Fatalf("net/http's body: %v", err)
+		}
+		if got.StatusCode != want.StatusCode || got.Status != want.Status || got.ContentLength != want.ContentLength ||
+			got.Close != want.Close || !bytes.Equal(gotBody, wantBody) {
+			t.Fatalf("read %d %q len %d close %v body %q; net/http %d %q len %d close %v body %q",
+				got.StatusCode, got.Status, got.ContentLength, got.Close, gotBody,
+				want.StatusCode, want.Status, want.ContentLength, want.Close, wantBody)
+		}
+		rest, _ := io.ReadAll(br)
+		if consumed := len(in) - len(rest); !bytes.HasSuffix(in, rest) || consumed <= 0 {
+			t.Fatalf("consumed %d of %d", consumed, len(in))
+		}
+	})
 }

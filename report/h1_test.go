@@ -2,6 +2,7 @@ package report
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/pem"
 	"errors"
@@ -131,8 +132,14 @@ func (rb *rawBackend) serve(nc net.Conn, answers []string) {
 		rb.mu.Lock()
 		rb.lines = append(rb.lines, req.Method+" "+req.URL.Path)
 		rb.mu.Unlock()
-		if _, err := io.WriteString(nc, a); err != nil {
-			return
+		// "\x00" in an answer: send what comes before it, pause, go on.
+		for i, part := range strings.Split(a, "\x00") {
+			if i > 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if _, err := io.WriteString(nc, part); err != nil {
+				return
+			}
 		}
 	}
 }
@@ -144,6 +151,9 @@ func (rb *rawBackend) requests() int {
 	defer rb.mu.Unlock()
 	return len(rb.lines)
 }
+
+// bigEnvelope is more than the transport's 4 KiB read buffer holds.
+var bigEnvelope = `{"code":200,"message":"` + strings.Repeat("x", 6000) + `"}`
 
 const (
 	okAnswer      = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{\"code\":200}"
@@ -216,6 +226,10 @@ func TestH1_AnswerShapes(t *testing.T) {
 		{"connection close", closeAnswer, 2, nil},
 		{"http/1.0 to the end", http10Answer, 2, nil},
 		{"103 first", hintsAnswer, 1, nil},
+		{"names in lower case", "HTTP/1.1 200 OK\r\ncontent-length: 12\r\nconnection: keep-alive\r\n\r\n{\"code\":200}", 1, nil},
+		{"body after a pause", "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n\x00{\"code\":200}", 1, nil},
+		{"head cut by a pause", "HTTP/1.1 200 OK\r\nContent-Le\x00ngth: 12\r\n\r\n{\"code\":200}", 1, nil},
+		{"body past the read buffer", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(bigEnvelope), bigEnvelope), 1, nil},
 		{"endless 1xx", strings.Repeat("HTTP/1.1 103 Early Hints\r\n\r\n", 6) + okAnswer, 2, errH1Informational},
 		{"body over the cap", "HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n" + strings.Repeat(" ", 2000000), 2, ErrBodyTooLarge},
 	} {
@@ -461,5 +475,95 @@ func TestSubmit_Redirects(t *testing.T) {
 	}
 	if leaked.Load() != 0 {
 		t.Error("the other host received the API key")
+	}
+}
+
+// The rendered report request is Request.Write's, byte for byte, for
+// any body length.
+func TestH1Put_SameBytesAsRequestWrite(t *testing.T) {
+	for _, raw := range []string{
+		"http://127.0.0.1:8080/nodes/status",
+		"https://backend.example/api/v1/nodes/status?region=eu%20west",
+		"http://[::1]/base%2Fpath/nodes/status",
+	} {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &Client{apiKey: "k\r\nInjected: 1", ua: "neo-uptime-node/test"}
+		header := c.header(true)
+		p, err := newH1Put(u, header)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, body := range []string{"", "{}", strings.Repeat("x", 12345)} {
+			var got, want bytes.Buffer
+			bw := bufio.NewWriter(&got)
+			if err := (outgoing{req: p.req, put: p, body: []byte(body)}).write(bw); err != nil {
+				t.Fatal(err)
+			}
+			bw.Flush()
+			req := &http.Request{Method: http.MethodPut, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+				Header: header, Host: u.Host, Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body))}
+			if body == "" {
+				req.Body = http.NoBody
+			}
+			if err := req.Write(&want); err != nil {
+				t.Fatal(err)
+			}
+			if got.String() != want.String() {
+				t.Fatalf("%s, body of %d:\n got %q\nwant %q", raw, len(body), got.String(), want.String())
+			}
+		}
+	}
+}
+
+// The plain answer is read without net/http; anything else is left
+// unread for it.
+func TestReadPlainAnswer(t *testing.T) {
+	req := &http.Request{Method: http.MethodPut}
+	read := func(in string) (*http.Response, *bufio.Reader, error) {
+		br := bufio.NewReaderSize(strings.NewReader(in), 4096)
+		resp, err := readPlainAnswer(br, req)
+		return resp, br, err
+	}
+	resp, br, err := read(okAnswer + "HTTP/1.1 200 OK\r\n")
+	if err != nil || resp == nil {
+		t.Fatalf("plain answer: %v, %v", resp, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || resp.Status != "200 OK" || resp.ContentLength != 12 || string(body) != `{"code":200}` || resp.Close {
+		t.Fatalf("read %d %q length %d close %v body %q", resp.StatusCode, resp.Status, resp.ContentLength, resp.Close, body)
+	}
+	if rest, _ := br.Peek(br.Buffered()); string(rest) != "HTTP/1.1 200 OK\r\n" {
+		t.Fatalf("left %q after the answer, want the next one's start", rest)
+	}
+	if resp, _, _ := read(closeAnswer); resp == nil || !resp.Close {
+		t.Fatalf("Connection: close not seen: %+v", resp)
+	}
+	for _, in := range []string{
+		chunkedAnswer, http10Answer, hintsAnswer,
+		"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{\"code\"",                              // body not all in
+		"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n",                                           // head not all in
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",                 // repeated
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n folded\r\n\r\n{}",                           // folded
+		"HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\n{}",                                     // not a length
+		"HTTP/1.1 200 OK\r\nConnection: upgrade\r\nContent-Length: 2\r\n\r\n{}",               // another token
+		"HTTP/1.1 200 OK\r\nX-Bad: a\x01b\r\nContent-Length: 2\r\n\r\n{}",                     // refused by net/http
+		"HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\n{}",                                        // bare LF
+		"HTTP/1.1 204 No Content\r\nContent-Length: 2\r\n\r\n{}",                              // no body
+		"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\nRetry-After: 1\r\n\r\n{}", // headers wanted
+	} {
+		resp, br, err := read(in)
+		if resp != nil || err != nil {
+			t.Errorf("%q: read %+v, %v; want it left to net/http", in, resp, err)
+			continue
+		}
+		if br.Buffered() != len(in) {
+			t.Errorf("%q: %d bytes consumed, want none", in, len(in)-br.Buffered())
+		}
+	}
+	if _, _, err := read(""); err != io.EOF {
+		t.Errorf("no answer: %v, want EOF", err)
 	}
 }
