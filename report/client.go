@@ -91,6 +91,7 @@ type Client struct {
 	h1         *h1Transport
 	statusPut  *h1Put      // every report's request, rendered once
 	redirected atomic.Bool // a report was redirected: the rest go through http.Client
+	movedTo    atomic.Pointer[string]
 }
 
 // New validates opts and builds a client with a keep-alive pool.
@@ -192,7 +193,25 @@ func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	if req.URL.Host != via[0].URL.Host || (via[0].URL.Scheme == "https" && req.URL.Scheme != "https") {
 		return fmt.Errorf("%w: %s", ErrCrossRedirect, req.URL.Host)
 	}
+	if c.movedTo.Load() == nil {
+		u := *req.URL
+		u.User, u.RawQuery, u.Fragment = nil, "", ""
+		to := u.String()
+		c.movedTo.CompareAndSwap(nil, &to)
+	}
 	return nil
+}
+
+// Redirected is where the backend redirected one of this client's
+// requests on its own host (followed) since the last call, without
+// credentials, query or fragment; or "". Each such request costs two:
+// the job says so after each run, so that BACKEND_BASE_URL is set to the
+// new place.
+func (c *Client) Redirected() string {
+	if to := c.movedTo.Swap(nil); to != nil {
+		return *to
+	}
+	return ""
 }
 
 // endpoint joins the base URL's path with p ("peers", "nodes/status").

@@ -468,10 +468,20 @@ func TestSubmit_Redirects(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("backend saw\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	if to := moved.Redirected(); to != home.URL+"/new/nodes/status" {
+		t.Errorf("Redirected() = %q, want the new place", to)
+	}
+	if to := moved.Redirected(); to != "" {
+		t.Errorf("Redirected() again = %q, want none since the last call", to)
+	}
 
-	err := h1Client(t, home.URL+"/away").Submit(context.Background(), okStatus)
+	away := h1Client(t, home.URL+"/away")
+	err := away.Submit(context.Background(), okStatus)
 	if !errors.Is(err, ErrCrossRedirect) {
 		t.Errorf("report redirected to another host: %v, want ErrCrossRedirect", err)
+	}
+	if to := away.Redirected(); to != "" {
+		t.Errorf("Redirected() = %q after a refused redirect, want none", to)
 	}
 	if leaked.Load() != 0 {
 		t.Error("the other host received the API key")

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -253,5 +254,43 @@ func TestSecrets_NeverLeak(t *testing.T) {
 	}
 	if !strings.Contains(string(stateBytes), "sealed_secret") {
 		t.Error("the state file has no sealed secrets: the peer cache was not written")
+	}
+}
+
+// A backend that moved on its host is followed, and the run says where
+// to point BACKEND_BASE_URL: each request costs two until then.
+func TestRun_WarnsWhenTheBackendRedirects(t *testing.T) {
+	node := startFake(t, &easytiertest.Fake{NetworkName: "n"})
+	peersBody, _ := json.Marshal(map[string]any{"code": 200, "data": map[string]any{"peers": []map[string]any{
+		peer(1, node.TCPURL(), "n", ""),
+	}}})
+	var statuses atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/old/"):
+			http.Redirect(w, r, "/new/"+strings.TrimPrefix(r.URL.RequestURI(), "/old/"), http.StatusTemporaryRedirect)
+		case r.URL.Path == "/new/peers":
+			w.Write(peersBody)
+		case r.URL.Path == "/new/nodes/status":
+			io.Copy(io.Discard, r.Body)
+			statuses.Add(1)
+			fmt.Fprint(w, `{"code":200}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	env := map[string]string{"BACKEND_BASE_URL": srv.URL + "/old", "API_KEY": "k", "DATABASE_PATH": filepath.Join(t.TempDir(), "s.db")}
+	code, rep, logs := runInProcess(t, env, "-samples", "1")
+	if code != exitOK || rep.Reported != 1 || statuses.Load() != 1 {
+		t.Fatalf("exit %d, reported %d, %d reports reached the new place; want 0, 1, 1\n%s", code, rep.Reported, statuses.Load(), logs)
+	}
+	want := "the backend redirects requests to " + srv.URL + "/new/"
+	found := false
+	for _, w := range rep.Warnings {
+		found = found || strings.HasPrefix(w, want) && strings.HasSuffix(w, "set BACKEND_BASE_URL to where it now serves")
+	}
+	if !found || !strings.Contains(logs, "set BACKEND_BASE_URL to where it now serves") {
+		t.Errorf("warnings %q and logs lack %q…:\n%s", rep.Warnings, want, logs)
 	}
 }

@@ -142,6 +142,7 @@ func (j *Job) Run(ctx context.Context) (*RunReport, error) {
 	fresh, delivered := pass.finish(results)
 	rcancel()
 	rep.Phases["report_ms"] = ms(j.now().Sub(t))
+	j.warnRedirected(rep)
 
 	t = j.now()
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -155,6 +156,19 @@ func (j *Job) Run(ctx context.Context) (*RunReport, error) {
 		return rep, fmt.Errorf("delivering reports: none of %d delivered (kept for the next run)", rep.Undelivered)
 	}
 	return rep, nil
+}
+
+// warnRedirected says so when the backend redirected this run's requests
+// (followed on its own host): each then costs two round trips.
+func (j *Job) warnRedirected(rep *RunReport) {
+	r, ok := j.Backend.(interface{ Redirected() string })
+	if !ok {
+		return
+	}
+	if to := r.Redirected(); to != "" {
+		j.Log.Warn("the backend redirects requests: set BACKEND_BASE_URL to where it now serves", "to", to)
+		rep.Warnings = append(rep.Warnings, "the backend redirects requests to "+to+": set BACKEND_BASE_URL to where it now serves")
+	}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
