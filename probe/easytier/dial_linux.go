@@ -100,29 +100,36 @@ func connectOutcome(fd int, sa syscall.Sockaddr) error {
 	}
 }
 
-// waitConnected waits until f's connect has an outcome, or ctx ends. The
-// first attempt runs before any wait: the poller's readiness from before
-// it is not relied on. f's writes stay bounded by ctx's deadline.
+// waitConnected waits until f's connect has an outcome, or ctx ends. It
+// asks first (usually the handshake is done by then, and nothing more is
+// needed); then it waits on the poller, whose readiness from before the
+// wait is not relied on: the wait asks again before it parks. f's writes
+// are then bounded by ctx's deadline (newTCPConn sets that anyway).
 func waitConnected(ctx context.Context, f *os.File, rc syscall.RawConn, sa syscall.Sockaddr) error {
-	var cerr error = errConnecting
+	cerr := errConnecting
 	check := func(fd uintptr) bool {
 		cerr = connectOutcome(int(fd), sa)
 		return cerr != errConnecting
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = f.SetWriteDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = f.SetWriteDeadline(pastDeadline) })
-	err := rc.Write(check)
-	stop()
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return context.DeadlineExceeded
-		}
+	if err := rc.Control(func(fd uintptr) { check(fd) }); err != nil {
 		return err
+	}
+	if cerr == errConnecting {
+		if dl, ok := ctx.Deadline(); ok {
+			_ = f.SetWriteDeadline(dl)
+		}
+		stop := context.AfterFunc(ctx, func() { _ = f.SetWriteDeadline(pastDeadline) })
+		err := rc.Write(check)
+		stop()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return context.DeadlineExceeded
+			}
+			return err
+		}
 	}
 	if cerr != nil {
 		return os.NewSyscallError("connect", cerr)
