@@ -324,3 +324,19 @@ func TestClient_OutOfTimeKeepsTheCause(t *testing.T) {
 		t.Errorf("%d requests, want 2 (the 503, then one cut by the deadline)", n)
 	}
 }
+
+// A status report's body is json.Marshal's, byte for byte.
+func TestStatus_MarshalAsEncodingJSON(t *testing.T) {
+	for _, s := range []Status{
+		{}, {ID: 1, Status: "online", ResponseTime: 25, PeerCount: 3},
+		{ID: -9223372036854775808, Status: "offline", ResponseTime: -1, PeerCount: -2147483648},
+		{ID: 9223372036854775807, Status: "online", ResponseTime: 9223372036854775807, PeerCount: 2147483647},
+		{ID: 2, Status: "<offline> & \"x\"\x00\xff"}, {ID: 3, Status: "Online"},
+	} {
+		got, err := s.marshal()
+		want, werr := json.Marshal(s)
+		if err != nil || werr != nil || string(got) != string(want) {
+			t.Errorf("%+v: %s, %v; json.Marshal %s, %v", s, got, err, want, werr)
+		}
+	}
+}

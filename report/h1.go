@@ -361,12 +361,20 @@ func readPlainAnswer(br *bufio.Reader, req *http.Request) (*http.Response, error
 // validFieldName: a header name net/http accepts (a token).
 func validFieldName(b []byte) bool {
 	for _, c := range b {
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+		if !tokenByte[c] {
 			return false
 		}
 	}
 	return true
 }
+
+// tokenByte: RFC 9110's tchar.
+var tokenByte = func() (t [256]bool) {
+	for c := '!'; c <= '~'; c++ {
+		t[c] = !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, c)
+	}
+	return t
+}()
 
 func asciiEqualFold(b []byte, s string) bool {
 	if len(b) != len(s) {
