@@ -14,9 +14,8 @@ import (
 //
 // net.Dialer is general: it parses the address it is given again, races
 // address families, asks the kernel for both ends' addresses once
-// connected, arms a cancel hook and deadline timers around the connect,
-// and its dozen frames are the deepest stack a tcp probe needs. With a
-// thousand probes at once that was ~8 % of a run's CPU. Here: socket,
+// connected, and arms a cancel hook and deadline timers around the
+// connect. With a thousand probes at once that was ~8 % of a run's CPU. Here: socket,
 // TCP_NODELAY (as Go's conns have it) and SO_TIMESTAMPNS, connect; then
 // the socket waits on the runtime poller for the handshake, bounded by
 // ctx, asking connect again first and at each wake-up: 0 or EISCONN is
@@ -103,8 +102,8 @@ func connectOutcome(fd int, sa syscall.Sockaddr) error {
 // waitConnected waits until f's connect has an outcome, or ctx ends. It
 // asks first (usually the handshake is done by then, and nothing more is
 // needed); then it waits on the poller, whose readiness from before the
-// wait is not relied on: the wait asks again before it parks. f's writes
-// are then bounded by ctx's deadline (newTCPConn sets that anyway).
+// wait is not relied on: the wait asks again before it parks. A wait
+// leaves f's writes bounded by ctx's deadline (as newTCPConn sets them).
 func waitConnected(ctx context.Context, f *os.File, rc syscall.RawConn, sa syscall.Sockaddr) error {
 	cerr := errConnecting
 	check := func(fd uintptr) bool {
