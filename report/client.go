@@ -87,11 +87,11 @@ type Client struct {
 	status  string       // the status reports' URL
 
 	// With the h1Transport, a status report is sent without http.Client
-	// (sendStatus): the request is made from what New parsed and set once.
+	// (sendStatus), as the request New rendered once.
 	h1         *h1Transport
-	statusPut  *h1Put      // every report's request, rendered once
-	redirected atomic.Bool // a report was redirected: the rest go through http.Client
-	movedTo    atomic.Pointer[string]
+	statusPut  *h1Put                 // every report's request, rendered once
+	redirected atomic.Bool            // a report was redirected: the rest go through http.Client
+	movedTo    atomic.Pointer[string] // where a request was redirected since Redirected's last call
 }
 
 // New validates opts and builds a client with a keep-alive pool.
