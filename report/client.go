@@ -172,6 +172,17 @@ func New(opts Options) (*Client, error) {
 	return c, nil
 }
 
+// CloseIdleConnections closes the connections kept for reuse (loop mode,
+// when its next run comes later than IdleFor, and Lambda after each
+// invocation: kept longer, they would only sit open, or half closed by
+// the backend, until the next run drops them).
+func (c *Client) CloseIdleConnections() {
+	c.hc.CloseIdleConnections()
+	if c.put != c.hc {
+		c.put.CloseIdleConnections()
+	}
+}
+
 // proxyFor is the proxy, if any, for a request (tests replace it: net/http
 // reads the environment once per process).
 var proxyFor = http.ProxyFromEnvironment

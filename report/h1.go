@@ -81,6 +81,9 @@ func (c *h1Conn) Read(p []byte) (int, error) {
 // sent again on a new one (RoundTrip).
 const h1IdleFor = 30 * time.Second
 
+// IdleFor is how long the client keeps an idle connection for reuse.
+const IdleFor = h1IdleFor
+
 func newH1Transport(scheme, host, addr string, tlsConf *tls.Config, conns int, other http.RoundTripper) *h1Transport {
 	t := &h1Transport{scheme: scheme, host: host, addr: addr, idleFor: h1IdleFor,
 		slots: make(chan struct{}, conns), other: other}

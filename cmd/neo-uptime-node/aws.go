@@ -80,6 +80,7 @@ func lambdaMain(ctx context.Context, cfg *Config, log *slog.Logger, gc *gcFloor)
 			defer cancel()
 		}
 		rep, err := j.Run(ictx)
+		j.closeIdle()
 		if rep != nil {
 			logSummary(log, rep)
 			writeMetrics(j.Cfg, rep, err, log)

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -376,5 +377,48 @@ func TestRun_LoopStopsOnSIGTERMAfterReporting(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "finishing the report pass") {
 		t.Errorf("no signal log line:\n%s", errb.String())
+	}
+}
+
+// Between loop-mode runs further apart than kept connections are reused
+// (report.IdleFor), none is left open: it would only sit there, half
+// closed by the backend once its keep-alive ends.
+func TestRun_LoopClosesBackendConnectionsBetweenRuns(t *testing.T) {
+	node := startFake(t, &easytiertest.Fake{NetworkName: "n"})
+	be := &testBackend{peers: []map[string]any{peer(1, node.TCPURL(), "n", "")}}
+	var open atomic.Int32
+	srv := httptest.NewUnstartedServer(be)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	cmd := exec.Command(binPath, "-every", "1m", "-samples", "1")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "BACKEND_BASE_URL=" + srv.URL + "/api", "API_KEY=test-key-9b1",
+		"DATABASE_PATH=" + filepath.Join(t.TempDir(), "s.db")}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(be.reports()[1]) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(be.reports()[1]) == 0 {
+		t.Fatal("the first run reported nothing")
+	}
+	for open.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := open.Load(); n != 0 {
+		t.Fatalf("%d connections to the backend still open between runs", n)
 	}
 }

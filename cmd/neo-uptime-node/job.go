@@ -158,6 +158,15 @@ func (j *Job) Run(ctx context.Context) (*RunReport, error) {
 	return rep, nil
 }
 
+// closeIdle closes the backend client's kept connections between runs
+// too far apart to reuse them (loop mode) and after each Lambda
+// invocation (EventBridge schedules are a minute apart at least).
+func (j *Job) closeIdle() {
+	if c, ok := j.Backend.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // warnRedirected says so when the backend redirected this run's requests
 // (followed on its own host): each then costs two round trips.
 func (j *Job) warnRedirected(rep *RunReport) {

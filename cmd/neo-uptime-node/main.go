@@ -198,6 +198,12 @@ func loop(ctx context.Context, job *Job, every time.Duration, stdout io.Writer, 
 			close(stop)
 			return <-done
 		}
+		// A next run later than kept connections are reused: close them
+		// now rather than leave them open (half closed by a backend whose
+		// keep-alive ends sooner) until then.
+		if time.Until(start.Add(every)) > report.IdleFor {
+			j.closeIdle()
+		}
 		select {
 		case s := <-sigs:
 			log.Info("stopping on signal", "signal", s.String())
