@@ -79,12 +79,13 @@ fuzz-smoke: ## fuzz every target briefly (CI; a count, not a duration: short -fu
 bench: build ## run the benchmarks and print/append tables under bench/results
 	./bench/run.sh
 
-lint: ## gofmt, go vet, and the shipped packages built for macOS, FreeBSD and Windows
+lint: ## gofmt, go vet, and the shipped packages built (and their tests vetted) for macOS, FreeBSD and Windows
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
 	@for t in darwin/arm64 freebsd/amd64 windows/amd64; do \
-		echo "go build for $$t"; \
+		echo "go build and go vet (tests too) for $$t"; \
 		GOOS=$${t%/*} GOARCH=$${t#*/} CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/... ./probe/... ./report/... ./state/... || exit 1; \
+		GOOS=$${t%/*} GOARCH=$${t#*/} CGO_ENABLED=0 $(GO) vet ./cmd/... ./probe/... ./report/... ./state/... || exit 1; \
 	done
 
 validate-templates: $(PY_STAMP) ## cfn-lint, sam validate --lint, sam build (arm64), kubernetes-validate
