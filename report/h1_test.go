@@ -577,3 +577,20 @@ func TestReadPlainAnswer(t *testing.T) {
 		t.Errorf("no answer: %v, want EOF", err)
 	}
 }
+
+// A HEAD's answer has no body whatever its length says: bytes after it
+// are not read as one.
+func TestH1_HeadAnswerHasNoBody(t *testing.T) {
+	rb := startRaw(t, func(int) []string { return []string{okAnswer} }) // a body the server should not send
+	c := h1Client(t, rb.url())
+	req, _ := http.NewRequest(http.MethodHead, rb.url()+"/nodes/status", nil)
+	resp, err := c.h1.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(body) != 0 {
+		t.Fatalf("HEAD: %d with body %q, want 200 and none", resp.StatusCode, body)
+	}
+}
