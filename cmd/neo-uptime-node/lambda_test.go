@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,7 +103,17 @@ func TestLambda_UnderRuntimeEmulator(t *testing.T) {
 	const netSecret = "LAMBDA-NETSECRET-41c7"
 	node := startFake(t, &easytiertest.Fake{NetworkName: "lambda-net", NetworkSecret: netSecret, Foreign: []string{"x"}, Encrypt: "aes-gcm"})
 	be := &testBackend{peers: []map[string]any{peer(1, node.TCPURL(), "lambda-net", netSecret), peer(2, node.WSURL(), "lambda-net", netSecret)}}
-	srv := httptest.NewServer(be)
+	var open atomic.Int32 // the backend's open connections
+	srv := httptest.NewUnstartedServer(be)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
 	defer srv.Close()
 
 	dir := t.TempDir()
@@ -162,6 +173,14 @@ func TestLambda_UnderRuntimeEmulator(t *testing.T) {
 	}
 	if h := historyItem(t, ddb, table, 1); h.ConsecOK != 1 || h.Reported != "online" {
 		t.Errorf("history after the first invocation = %+v", h)
+	}
+	// The sandbox closed its backend connections before it answered: the
+	// next invocation is too far off to reuse them.
+	for deadline := time.Now().Add(2 * time.Second); open.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := open.Load(); n != 0 {
+		t.Errorf("%d backend connections left open after the invocation", n)
 	}
 
 	second := invoke()
