@@ -386,17 +386,7 @@ func TestRun_LoopStopsOnSIGTERMAfterReporting(t *testing.T) {
 func TestRun_LoopClosesBackendConnectionsBetweenRuns(t *testing.T) {
 	node := startFake(t, &easytiertest.Fake{NetworkName: "n"})
 	be := &testBackend{peers: []map[string]any{peer(1, node.TCPURL(), "n", "")}}
-	var open atomic.Int32
-	srv := httptest.NewUnstartedServer(be)
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		switch s {
-		case http.StateNew:
-			open.Add(1)
-		case http.StateClosed, http.StateHijacked:
-			open.Add(-1)
-		}
-	}
-	srv.Start()
+	srv, open := startCountingConns(be)
 	defer srv.Close()
 	cmd := exec.Command(binPath, "-every", "1m", "-samples", "1")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "BACKEND_BASE_URL=" + srv.URL + "/api", "API_KEY=test-key-9b1",
@@ -421,4 +411,20 @@ func TestRun_LoopClosesBackendConnectionsBetweenRuns(t *testing.T) {
 	if n := open.Load(); n != 0 {
 		t.Fatalf("%d connections to the backend still open between runs", n)
 	}
+}
+
+// startCountingConns serves h and counts its open connections.
+func startCountingConns(h http.Handler) (*httptest.Server, *atomic.Int32) {
+	open := new(atomic.Int32)
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
+	return srv, open
 }

@@ -8,14 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,17 +101,7 @@ func TestLambda_UnderRuntimeEmulator(t *testing.T) {
 	const netSecret = "LAMBDA-NETSECRET-41c7"
 	node := startFake(t, &easytiertest.Fake{NetworkName: "lambda-net", NetworkSecret: netSecret, Foreign: []string{"x"}, Encrypt: "aes-gcm"})
 	be := &testBackend{peers: []map[string]any{peer(1, node.TCPURL(), "lambda-net", netSecret), peer(2, node.WSURL(), "lambda-net", netSecret)}}
-	var open atomic.Int32 // the backend's open connections
-	srv := httptest.NewUnstartedServer(be)
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		switch s {
-		case http.StateNew:
-			open.Add(1)
-		case http.StateClosed, http.StateHijacked:
-			open.Add(-1)
-		}
-	}
-	srv.Start()
+	srv, open := startCountingConns(be) // open: the backend's open connections
 	defer srv.Close()
 
 	dir := t.TempDir()
