@@ -83,6 +83,9 @@ func (r *Runner) Run(ctx context.Context, targets []Target) []Result {
 		}
 	}
 	results := make([]Result, len(targets))
+	// Room for every probe's socket at once, made while the first
+	// probes dial.
+	defer ReserveDescriptors(min(len(targets), conc))()
 	sem := make(chan struct{}, conc)
 	var wg sync.WaitGroup
 	var cbMu sync.Mutex
