@@ -278,7 +278,7 @@ func (c *Client) do(ctx context.Context, hc *http.Client, op, method, target str
 	operation := func() error {
 		d, wait, err := c.once(ctx, hc, op, method, target, body, limit)
 		data, ra.next = d, wait
-		if err != nil && ctx.Err() == nil {
+		if err != nil && !pastDeadline(ctx) {
 			cause = err
 		}
 		return err
@@ -290,6 +290,17 @@ func (c *Client) do(ctx context.Context, hc *http.Client, op, method, target str
 		return nil, fmt.Errorf("out of time after retries: %w", cause)
 	}
 	return data, err
+}
+
+// pastDeadline reports whether ctx has ended or its deadline has come:
+// a conn deadline set from it can fire a moment before ctx's own timer,
+// and the attempt it cut short then still finds ctx.Err nil.
+func pastDeadline(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // once makes one attempt. A returned error wrapped in backoff.Permanent is

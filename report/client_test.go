@@ -340,3 +340,40 @@ func TestStatus_MarshalAsEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// deadlineOnly is a context whose deadline has passed before its own
+// timer has ended it.
+type deadlineOnly struct {
+	context.Context
+	at time.Time
+}
+
+func (d deadlineOnly) Deadline() (time.Time, bool) { return d.at, true }
+
+// An attempt cut short by a conn deadline taken from the call's is the
+// deadline's doing, even in the moment before ctx.Err says so: the
+// cause kept for "out of time after retries" is the attempt before it
+// (TestClient_OutOfTimeKeepsTheCause failed on a loaded machine when a
+// dial's deadline fired first).
+func TestPastDeadline(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		ctx  context.Context
+		want bool
+	}{
+		{context.Background(), false},
+		{deadlineOnly{context.Background(), now.Add(time.Hour)}, false},
+		{deadlineOnly{context.Background(), now.Add(-time.Millisecond)}, true},
+		{deadlineOnly{context.Background(), now}, true},
+	} {
+		if got := pastDeadline(c.ctx); got != c.want {
+			dl, _ := c.ctx.Deadline()
+			t.Errorf("deadline %v from now: pastDeadline = %v", dl.Sub(now), got)
+		}
+	}
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	if !pastDeadline(ended) {
+		t.Error("a canceled context is not past its deadline")
+	}
+}
