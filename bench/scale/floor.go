@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/neouptime/neo-uptime-node/probe"
 	"github.com/neouptime/neo-uptime-node/probe/easytier/easytiertest"
 )
 
@@ -36,8 +37,10 @@ import (
 // backend, 64 at a time over keep-alive connections, as the job's report
 // pass does beside its probes. The client does each the cheapest way:
 // what is due after a read leaves in one write when it is about to wait
-// (as the session batches), and the PUTs are bare HTTP/1.1 written and
-// read on the reporting goroutine (bareReporter).
+// (as the session batches), the PUTs are bare HTTP/1.1 written and
+// read on the reporting goroutine (bareReporter), and the descriptor
+// table is grown once before the sockets need it, as the job's runner
+// does (probe.ReserveDescriptors).
 // The server halves run in this process, as the fake nodes and backend do;
 // the client runs in its own, as the job does. A job cannot beat it; the
 // gap between the two is what the prober, the HTTP client, the JSON and
@@ -137,6 +140,9 @@ func floorClient(addrs []string, backend string, n int) {
 	}
 	cpu0 := selfCPU()
 	start := time.Now()
+	// As the job's runner does: the descriptor table grown once, not
+	// socket by socket through four RCU grace periods.
+	defer probe.ReserveDescriptors(n)()
 	var wg sync.WaitGroup
 	var failures atomic.Int64
 	var mu sync.Mutex
