@@ -1,33 +1,20 @@
 package probe
 
 import (
-	"bytes"
 	"context"
-	"os"
-	"strconv"
 	"testing"
 
 	"github.com/neouptime/neo-uptime-node/probe/easytier"
+	"github.com/neouptime/neo-uptime-node/probe/internal/fdtable"
 )
 
-// fdTableSize is the process's descriptor table size (FDSize).
 func fdTableSize(t *testing.T) int {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
+	n, err := fdtable.Size()
+	if err != nil || n == 0 {
+		t.Fatalf("descriptor table size: %d, %v", n, err)
 	}
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		if v, ok := bytes.CutPrefix(line, []byte("FDSize:")); ok {
-			n, err := strconv.Atoi(string(bytes.TrimSpace(v)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatal("no FDSize in /proc/self/status")
-	return 0
+	return n
 }
 
 // A run makes room in the descriptor table for all its probes' sockets

@@ -25,3 +25,7 @@ func Reserve(n int) (int, error) { return reserve(n) }
 
 // initialSlots is the table every process starts with (BITS_PER_LONG).
 const initialSlots = 64
+
+// Size returns how many descriptors the table holds now (FDSize in
+// /proc/self/status), or 0 where that is not known.
+func Size() (int, error) { return size() }

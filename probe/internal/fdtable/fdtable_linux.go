@@ -1,9 +1,25 @@
 package fdtable
 
 import (
+	"bytes"
+	"errors"
 	"os"
+	"strconv"
 	"syscall"
 )
+
+func size() (int, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("FDSize:")); ok {
+			return strconv.Atoi(string(bytes.TrimSpace(v)))
+		}
+	}
+	return 0, errors.New("no FDSize in /proc/self/status")
+}
 
 func reserve(n int) (int, error) {
 	var lim syscall.Rlimit

@@ -1,31 +1,18 @@
 package fdtable
 
 import (
-	"bytes"
 	"os"
-	"strconv"
 	"syscall"
 	"testing"
 )
 
-// tableSize reads the descriptor table's size (FDSize) from /proc.
 func tableSize(t *testing.T) int {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
+	n, err := Size()
+	if err != nil || n == 0 {
+		t.Fatalf("table size: %d, %v", n, err)
 	}
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		if v, ok := bytes.CutPrefix(line, []byte("FDSize:")); ok {
-			n, err := strconv.Atoi(string(bytes.TrimSpace(v)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatal("no FDSize in /proc/self/status")
-	return 0
+	return n
 }
 
 func openCount(t *testing.T) int {
