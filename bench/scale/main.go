@@ -67,6 +67,10 @@ func main() {
 		floorClient(strings.Split(*client, ","), *backend, 1000)
 		return
 	}
+	// The fake nodes' and backend's side: room for the largest run's
+	// accepted connections now, so that no timed run waits while this
+	// process's descriptor table grows (probe.ReserveDescriptors).
+	probe.ReserveDescriptors(10000)()
 	if *against != "" {
 		compareTable(*bin, *against, *runs, *delay)
 		return
