@@ -96,6 +96,16 @@ func (j *Job) Run(ctx context.Context) (*RunReport, error) {
 	ctx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
 
+	// When every run fetches (no -peer-fetch-interval), the peer list is
+	// asked for while the lease is taken: a read, harmless should another
+	// run hold the lease, and the lease's time (a round trip with the
+	// DynamoDB store) is then off the run's path whenever the backend
+	// answers slower than the state is read.
+	var early *peerFetch
+	if cfg.PeerFetchInterval == 0 {
+		early = j.startFetch(ctx)
+		defer early.abandon()
+	}
 	if err := j.Store.Acquire(ctx, j.Owner, cfg.leaseTTL()); err != nil {
 		var held *state.LeaseHeldError
 		if errors.As(err, &held) {
@@ -112,7 +122,7 @@ func (j *Job) Run(ctx context.Context) (*RunReport, error) {
 		}
 	}()
 	t := j.now()
-	st, peers, err := j.loadAndFetch(ctx, rep)
+	st, peers, err := j.loadAndFetch(ctx, rep, early)
 	rep.Phases["fetch_ms"] = ms(j.now().Sub(t))
 	if err != nil {
 		return rep, err
@@ -185,8 +195,9 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // loadAndFetch loads the state and returns it with the peers to probe: the
 // cache while it is younger than the fetch interval, else the backend's,
 // else a cache not older than the max age. When every run fetches (a fetch
-// interval of 0, the default) the state is read while the list is fetched.
-func (j *Job) loadAndFetch(ctx context.Context, rep *RunReport) (*state.State, []report.Peer, error) {
+// interval of 0, the default) the state is read while the list is fetched:
+// early is that fetch, started while the lease was taken (Run).
+func (j *Job) loadAndFetch(ctx context.Context, rep *RunReport, early *peerFetch) (*state.State, []report.Peer, error) {
 	if j.Cfg.PeerFetchInterval > 0 {
 		st, err := j.Store.Load(ctx)
 		if err != nil {
@@ -207,12 +218,48 @@ func (j *Job) loadAndFetch(ctx context.Context, rep *RunReport) (*state.State, [
 		st, err = j.Store.Load(ctx)
 		loaded <- err
 	}()
-	peers, warns, ferr := j.fetch(ctx)
+	if early == nil {
+		early = j.startFetch(ctx)
+	}
+	peers, warns, ferr := early.wait()
 	if err := <-loaded; err != nil {
 		return nil, nil, fmt.Errorf("loading state: %w", err)
 	}
 	peers, err := j.usePeerList(st, rep, peers, warns, ferr)
 	return st, peers, err
+}
+
+// peerFetch is a fetch of the peer list under way (startFetch).
+type peerFetch struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	peers  []report.Peer
+	warns  []string
+	err    error
+}
+
+// startFetch starts fetching the peer list on a goroutine of its own.
+func (j *Job) startFetch(ctx context.Context) *peerFetch {
+	ctx, cancel := context.WithCancel(ctx)
+	f := &peerFetch{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		f.peers, f.warns, f.err = j.fetch(ctx)
+	}()
+	return f
+}
+
+// wait returns the fetch's outcome.
+func (f *peerFetch) wait() ([]report.Peer, []string, error) {
+	<-f.done
+	return f.peers, f.warns, f.err
+}
+
+// abandon ends the fetch if it is still going (a lease another run holds)
+// and waits for it: no request outlives the run.
+func (f *peerFetch) abandon() {
+	f.cancel()
+	<-f.done
 }
 
 // fetch asks the backend for the peer list. A failing backend gets a fifth

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,15 +17,23 @@ import (
 	"github.com/neouptime/neo-uptime-node/state"
 )
 
-// memStore keeps the state in memory; Load waits for gate, when set.
+// memStore keeps the state in memory; Load waits for gate, when set, and
+// Acquire for leaseGate.
 type memStore struct {
-	mu      sync.Mutex
-	st      *state.State
-	gate    func() bool // Load fails unless it returns true
-	loadErr error
+	mu        sync.Mutex
+	st        *state.State
+	gate      func() bool  // Load fails unless it returns true
+	leaseGate func() error // Acquire's error
+	loadErr   error
 }
 
-func (m *memStore) Acquire(context.Context, string, time.Duration) error { return nil }
+func (m *memStore) Acquire(context.Context, string, time.Duration) error {
+	if m.leaseGate != nil {
+		return m.leaseGate()
+	}
+	return nil
+}
+
 func (m *memStore) Release(context.Context, string) error                { return nil }
 
 func (m *memStore) Load(context.Context) (*state.State, error) {
@@ -64,17 +73,7 @@ func testJob(be backend, st store, fetchInterval time.Duration) *Job {
 // fails the run.
 func TestJob_LoadsStateWhileFetching(t *testing.T) {
 	be := &submitLog{list: []report.Peer{{ID: 1, Host: "127.0.0.1", Port: 1, Protocol: "tcp"}}}
-	ms := &memStore{gate: func() bool {
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			be.mu.Lock()
-			n := be.fetches
-			be.mu.Unlock()
-			if n > 0 {
-				return true
-			}
-		}
-		return false
-	}}
+	ms := &memStore{gate: func() bool { return fetched(be) }}
 	rep, err := testJob(be, ms, 0).Run(context.Background())
 	if err != nil || rep.PeerSource != "backend" || rep.Reported != 1 {
 		t.Fatalf("run: err %v, source %q, reported %d; want the state loaded during the fetch, 1 reported", err, rep.PeerSource, rep.Reported)
@@ -82,6 +81,85 @@ func TestJob_LoadsStateWhileFetching(t *testing.T) {
 	ms.loadErr = errors.New("disk on fire")
 	if _, err := testJob(be, ms, 0).Run(context.Background()); err == nil || !errors.Is(err, ms.loadErr) {
 		t.Errorf("run with a failing load: err %v, want it", err)
+	}
+}
+
+// fetched waits up to 5 s for be to have been asked for its list.
+func fetched(be *submitLog) bool {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		be.mu.Lock()
+		n := be.fetches
+		be.mu.Unlock()
+		if n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// TestJob_FetchesWhileTakingTheLease: with a fetch interval of 0 the peer
+// list is asked for while the lease is taken (the store's Acquire here
+// only succeeds once the fetch has started); with an interval, the lease
+// comes first, as the cache may make the fetch unneeded.
+func TestJob_FetchesWhileTakingTheLease(t *testing.T) {
+	be := &submitLog{list: []report.Peer{{ID: 1, Host: "127.0.0.1", Port: 1, Protocol: "tcp"}}}
+	ms := &memStore{leaseGate: func() error {
+		if !fetched(be) {
+			return errors.New("the peer list was not asked for while the lease was taken")
+		}
+		return nil
+	}}
+	if rep, err := testJob(be, ms, 0).Run(context.Background()); err != nil || rep.Reported != 1 {
+		t.Fatalf("run: err %v, reported %d", err, rep.Reported)
+	}
+	be.fetches = 0
+	ms.leaseGate = func() error {
+		be.mu.Lock()
+		defer be.mu.Unlock()
+		if be.fetches != 0 {
+			return errors.New("fetched before the lease with a fetch interval set")
+		}
+		return nil
+	}
+	if rep, err := testJob(be, ms, time.Minute).Run(context.Background()); err != nil || rep.Reported != 1 {
+		t.Fatalf("run with a fetch interval: err %v, reported %d", err, rep.Reported)
+	}
+}
+
+// listUntilCanceled is a backend whose peer list never comes: ListTargets
+// says it started, then waits for its context to end.
+type listUntilCanceled struct {
+	submitLog
+	started chan struct{}
+	ended   atomic.Bool
+}
+
+func (b *listUntilCanceled) ListTargets(ctx context.Context, _ string) ([]report.Peer, []string, error) {
+	close(b.started)
+	<-ctx.Done()
+	b.ended.Store(true)
+	return nil, nil, ctx.Err()
+}
+
+// TestJob_HeldLeaseAbandonsTheFetch: a run that finds the lease held skips
+// and ends the fetch it started; no request outlives Run.
+func TestJob_HeldLeaseAbandonsTheFetch(t *testing.T) {
+	be := &listUntilCanceled{started: make(chan struct{})}
+	until := time.Now().Add(time.Minute)
+	ms := &memStore{leaseGate: func() error {
+		select {
+		case <-be.started:
+			return &state.LeaseHeldError{Owner: "other", Until: until}
+		case <-time.After(5 * time.Second):
+			return errors.New("no fetch started while the lease was taken")
+		}
+	}}
+	rep, err := testJob(be, ms, 0).Run(context.Background())
+	if err != nil || !rep.Skipped || rep.LeaseOwner != "other" {
+		t.Fatalf("run: err %v, skipped %v, owner %q; want skipped for other", err, rep.Skipped, rep.LeaseOwner)
+	}
+	if !be.ended.Load() {
+		t.Error("the peer list's fetch was still going when Run returned")
 	}
 }
 
