@@ -34,7 +34,7 @@ func (m *memStore) Acquire(context.Context, string, time.Duration) error {
 	return nil
 }
 
-func (m *memStore) Release(context.Context, string) error                { return nil }
+func (m *memStore) Release(context.Context, string) error { return nil }
 
 func (m *memStore) Load(context.Context) (*state.State, error) {
 	if m.gate != nil && !m.gate() {
