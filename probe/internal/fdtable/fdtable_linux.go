@@ -31,6 +31,9 @@ func reserve(n int) (int, error) {
 
 // reserveUnder is Reserve with the soft limit given.
 func reserveUnder(n int, limit uint64) (int, error) {
+	if n <= 0 {
+		return 0, nil
+	}
 	// A descriptor of our own to copy (stdin may be closed); as the
 	// lowest free number it also says where the new ones will start.
 	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)

@@ -113,8 +113,9 @@ func TestReserve_StaysUnderTheLimit(t *testing.T) {
 
 // A few more descriptors fit in the table every process starts with.
 func TestReserve_SmallNeedDoesNothing(t *testing.T) {
-	n := initialSlots - lowestFree(t)
-	if hi, err := Reserve(n); hi != 0 || err != nil {
-		t.Errorf("Reserve(%d) = %d, %v; want 0, nil", n, hi, err)
+	for _, n := range []int{initialSlots - lowestFree(t), 0, -1 << 20} {
+		if hi, err := Reserve(n); hi != 0 || err != nil {
+			t.Errorf("Reserve(%d) = %d, %v; want 0, nil", n, hi, err)
+		}
 	}
 }
