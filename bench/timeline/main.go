@@ -144,14 +144,8 @@ func report(evs []event, job, harness string, bucket time.Duration) {
 		fmt.Printf("### Run %d%s: %.1f ms, exec to exit\n\n", i+1, name, (r.end-r.start)*1000)
 		fmt.Printf("| ms | %s |\n|---:|%s\n", strings.Join(kinds, " % | ")+" %", strings.Repeat("---:|", len(kinds)))
 		share := map[int]map[string]float64{}
-		since := map[int]struct {
-			kind string
-			t    float64
-		}{}
-		asleep := map[string]struct { // tid → when its job thread went to sleep in D, and where
-			t     float64
-			where string
-		}{}
+		since := map[int]onCPU{}     // cpu → what has run on it since when
+		asleep := map[string]sleep{} // tid → when a job thread went to sleep in D, and where
 		slept := map[string][]float64{}
 		for _, e := range evs {
 			if e.name != "sched:sched_switch" {
@@ -172,10 +166,7 @@ func report(evs []event, job, harness string, bucket time.Duration) {
 					a = c
 				}
 			}
-			since[e.cpu] = struct {
-				kind string
-				t    float64
-			}{kind(e.fields["next_comm"]), e.t}
+			since[e.cpu] = onCPU{kind(e.fields["next_comm"]), e.t}
 			if e.t < r.start || e.t > r.end {
 				continue
 			}
@@ -194,10 +185,7 @@ func report(evs []event, job, harness string, bucket time.Duration) {
 					}
 					path = append(path, f)
 				}
-				asleep[e.fields["prev_pid"]] = struct {
-					t     float64
-					where string
-				}{e.t, strings.Join(path, " ← ")}
+				asleep[e.fields["prev_pid"]] = sleep{e.t, strings.Join(path, " ← ")}
 			}
 		}
 		rows := make([]int, 0, len(share))
@@ -234,6 +222,16 @@ func report(evs []event, job, harness string, bucket time.Duration) {
 		}
 		fmt.Println()
 	}
+}
+
+type onCPU struct {
+	kind string
+	t    float64
+}
+
+type sleep struct {
+	t     float64
+	where string
 }
 
 func run(name string, args ...string) {
