@@ -196,7 +196,8 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // cache while it is younger than the fetch interval, else the backend's,
 // else a cache not older than the max age. When every run fetches (a fetch
 // interval of 0, the default) the state is read while the list is fetched:
-// early is that fetch, started while the lease was taken (Run).
+// early is that fetch, which Run started while it took the lease (nil
+// only with a fetch interval).
 func (j *Job) loadAndFetch(ctx context.Context, rep *RunReport, early *peerFetch) (*state.State, []report.Peer, error) {
 	if j.Cfg.PeerFetchInterval > 0 {
 		st, err := j.Store.Load(ctx)
@@ -218,9 +219,6 @@ func (j *Job) loadAndFetch(ctx context.Context, rep *RunReport, early *peerFetch
 		st, err = j.Store.Load(ctx)
 		loaded <- err
 	}()
-	if early == nil {
-		early = j.startFetch(ctx)
-	}
 	peers, warns, ferr := early.wait()
 	if err := <-loaded; err != nil {
 		return nil, nil, fmt.Errorf("loading state: %w", err)
